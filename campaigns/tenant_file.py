@@ -1,0 +1,154 @@
+"""`tenant.yaml`: the tenant policy file (FORMATS.md), validated key by key.
+
+Every key is checked (unknown keys are errors, so a typo never silently loosens a
+policy); the result is the plain mapping `gating.TenantPolicy.from_mapping` reads, with
+every default filled in, which is what gets stored as a policy version.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from campaigns.errors import InputErrors
+from campaigns.yaml_source import YamlSource, load_yaml, parse_yaml, pydantic_errors
+
+Channel = Literal["email", "sms", "voice", "letter", "social"]
+Mode = Literal["opt_in", "opt_out", "exempt"]
+
+DEFAULT_OPT_IN_MESSAGE = (
+    "Hi {{ first_name }}, this is {{ agent_name }} from {{ tenant_name }}. Thanks for "
+    "contacting us! Please reply YES to confirm it's OK to text you about your inquiry. "
+    "Msg & data rates may apply. Reply STOP to cancel."
+)
+DEFAULT_OPT_OUT_FOOTER = "Reply STOP to opt out of texts from this number."
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassSpec(_Strict):
+    mode: Mode | None = None  # None: follows the regime
+
+
+class SmsSpec(_Strict):
+    opt_in_required: bool = False
+    opt_in_excluded_sources: list[str] = Field(default_factory=list)
+    opt_in_message: str = DEFAULT_OPT_IN_MESSAGE
+    opt_out_footer: str = DEFAULT_OPT_OUT_FOOTER
+
+
+class ReviewSpec(_Strict):
+    period_days: int = Field(183, gt=0)
+    enforce: bool = False
+
+
+class QuietHours(_Strict):
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not isinstance(value, str) or not _CLOCK.match(value):
+            raise ValueError(f"{value!r} is not a time of day HH:MM (00:00-23:59)")
+        return value
+
+
+class FrequencyCap(_Strict):
+    channel: Channel
+    max: int = Field(ge=1)
+    per_hours: int = Field(gt=0)
+
+
+def _default_classes() -> dict[str, ClassSpec]:
+    return {
+        "marketing": ClassSpec(mode="opt_out"),
+        "service": ClassSpec(mode="opt_out"),
+        "survey": ClassSpec(mode="opt_out"),
+        "transactional": ClassSpec(mode="exempt"),
+    }
+
+
+class TenantFile(_Strict):
+    tenant: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
+    name: str = Field(min_length=1)
+    regime: Literal["opt_out", "opt_in"] = "opt_out"
+    country: str = "US"
+    timezone: str = "UTC"
+    postal_address: str = ""
+    classes: dict[str, ClassSpec] = Field(default_factory=_default_classes)
+    sms: SmsSpec = Field(default_factory=SmsSpec)
+    reauthorization_days: dict[Channel, int] = Field(default_factory=dict)
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
+    quiet_hours: QuietHours | None = None
+    frequency_caps: list[FrequencyCap] = Field(default_factory=list)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 country code")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if not is_timezone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: dict[str, ClassSpec]) -> dict[str, ClassSpec]:
+        for code in value:
+            if not _CODE.match(code):
+                raise ValueError(f"class code {code!r} must be lower-case letters, digits, _ or -")
+        if not value:
+            raise ValueError("at least one communication class is required")
+        return value
+
+    @field_validator("reauthorization_days")
+    @classmethod
+    def _reauthorization(cls, value: dict[str, int]) -> dict[str, int]:
+        for channel, days in value.items():
+            if days <= 0:
+                raise ValueError(f"{channel}: days must be positive")
+        return value
+
+
+def is_timezone(name: str) -> bool:
+    if not name or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def load_tenant_file(path: str | Path) -> tuple[dict[str, Any], str]:
+    """Validate a tenant.yaml; returns (policy mapping with defaults, source text)."""
+    source = load_yaml(path)
+    return validate_tenant(source), Path(path).read_text(encoding="utf-8")
+
+
+def parse_tenant_text(text: str, shown: str = "tenant.yaml") -> dict[str, Any]:
+    return validate_tenant(parse_yaml(text, shown))
+
+
+def validate_tenant(source: YamlSource) -> dict[str, Any]:
+    try:
+        model = TenantFile.model_validate(source.data)
+    except ValidationError as exc:
+        raise InputErrors(pydantic_errors(source, exc)) from None
+    return model.model_dump(mode="json")

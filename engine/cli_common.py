@@ -1,0 +1,91 @@
+"""What every command shares: `--db`, `--debug`, settings, errors as one line, exit codes.
+
+FORMATS.md: exit 0 on success, 2 on bad input (naming file, line and field), 1 otherwise;
+errors go to stderr one line each, a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.config import Settings
+from engine.errors import ConsentryError
+
+T = TypeVar("T")
+
+
+class Context:
+    """Per-invocation state: settings and the --debug flag."""
+
+    def __init__(self) -> None:
+        self.database_url: str | None = None
+        self.debug = False
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings.from_environ(database_url=self.database_url, **overrides)
+
+
+def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.ensure_object(Context).database_url = value
+    return value
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.ensure_object(Context).debug = True
+    return value
+
+
+def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds `--db URL` and `--debug` after the command words of a command."""
+    function = click.option(
+        "--db", "db", metavar="URL", expose_value=False, is_eager=True, callback=_set_db,
+        help="Database URL (default: $CONSENTRY_DATABASE_URL or the SQLite file ./consentry.db).",
+    )(function)
+    function = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Print tracebacks.",
+    )(function)
+    return function
+
+
+def pass_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(click.get_current_context().ensure_object(Context), *args, **kwargs)
+
+    return wrapper
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """Print an error on stderr, one line per problem; return the exit code."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, ConsentryError):
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"error: {line}", err=True)
+        return exc.exit_code
+    if isinstance(exc, SQLAlchemyError):
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        click.echo(f"error: database: {detail}", err=True)
+        return 1
+    if isinstance(exc, OSError):
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    click.echo(f"error: {type(exc).__name__}: {message}", err=True)
+    return 1

@@ -1,0 +1,44 @@
+"""Settings, read once from the environment (and command-line overrides) into a frozen object.
+
+This is the only module that reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from engine.db.session import DEFAULT_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_URL
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    twilio_url: str = "http://127.0.0.1:8025"
+    twilio_account_sid: str = "ACconsentrylocal00000000000000000"
+    twilio_auth_token: str = "consentry-local-token"
+    public_url: str = "http://127.0.0.1:8080"
+    # Signs unsubscribe tokens and webhook URLs. Set it in production; the default only
+    # suits a machine whose links never leave it.
+    secret: str = "consentry-development-secret"
+    batch_size: int = 1000
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
+        settings = cls(
+            database_url=env.get("CONSENTRY_DATABASE_URL", DEFAULT_URL),
+            redis_url=env.get("CONSENTRY_REDIS_URL", d.redis_url),
+            smtp_url=env.get("CONSENTRY_SMTP_URL", d.smtp_url),
+            twilio_url=env.get("CONSENTRY_TWILIO_URL", d.twilio_url),
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", d.twilio_account_sid),
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", d.twilio_auth_token),
+            public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
+            secret=env.get("CONSENTRY_SECRET", d.secret),
+        )
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return replace(settings, **given) if given else settings

@@ -1,0 +1,210 @@
+"""The database schema (SQLAlchemy 2 declarative, typed).
+
+Conventions (docs/database.md explains them):
+- every row carries `tenant_id` and every unique key starts with it: tenants never meet;
+- instants are BIGINT microseconds since the epoch, UTC (`*_us`): exact, identical ordering
+  on SQLite and PostgreSQL, and nothing to parse on the hot path;
+- the consent ledger (`consent_events`) is append-only: no code path updates or deletes it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    policy_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class TenantPolicyVersion(Base):
+    """Every applied tenant.yaml, kept: a campaign snapshots the version it used."""
+
+    __tablename__ = "tenant_policies"
+    __table_args__ = (UniqueConstraint("tenant_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    policy_json: Mapped[str] = mapped_column(Text)
+    source_yaml: Mapped[str] = mapped_column(Text)
+    applied_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        # Audience expansion walks (tenant_id, id) in keyset order, with or without a
+        # lead-source filter.
+        Index(None, "tenant_id", "lead_source", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    region: Mapped[str | None] = mapped_column(String(100))
+    lead_source: Mapped[str | None] = mapped_column(String(200))
+    # A projection of the latest opt_out/opt_in event, for display and for "already opted
+    # out?" on re-import. Gating reads the ledger itself, so `--at` sees history.
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_changed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    reviewed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContactPoint(Base):
+    """The current address of a contact of one kind: `email` or `phone` (E.164)."""
+
+    __tablename__ = "contact_points"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "contact_id", "kind"),
+        # Who has this address? (duplicate addresses, STOP webhooks, bounces)
+        Index(None, "tenant_id", "kind", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(320))
+    is_valid: Mapped[bool] = mapped_column(Boolean)
+    # Time zones of a phone number (phonenumbers' data), space-separated; quiet hours use
+    # them when the contact has no timezone of its own.
+    zones: Mapped[str | None] = mapped_column(String(200))
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConsentEvent(Base):
+    """The append-only consent ledger. Current state is a projection of it."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        # Gating loads a batch's ledger with one range/IN query on this index, rows already
+        # in the order the projection needs.
+        Index(None, "tenant_id", "contact_id", "occurred_at_us", "id"),
+        Index(None, "tenant_id", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    class_code: Mapped[str | None] = mapped_column(String(64))
+    party: Mapped[str | None] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320))
+    method: Mapped[str] = mapped_column(String(64))
+    occurred_at_us: Mapped[int] = mapped_column(BigInteger)
+    recorded_at_us: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    basis: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    # Set on suppressions the system records itself: hard_bounce, spam_complaint,
+    # carrier_unsubscribed, invalid_number, sms_keyword...
+    cause: Mapped[str | None] = mapped_column(String(64))
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    code: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    class_code: Mapped[str] = mapped_column(String(64))
+    party: Mapped[str] = mapped_column(String(8))
+    definition_json: Mapped[str] = mapped_column(Text)
+    templates_json: Mapped[str] = mapped_column(Text)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+    finished_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Delivery(Base):
+    """One row per (campaign, contact, channel): the idempotency ledger and the send log.
+
+    Written `pending` before the transport is called; a unique key makes a second writer
+    fail instead of sending twice. Individual messages have no campaign (NULL never
+    collides), and are rows here too so frequency caps and exports see every send.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "campaign_id", "contact_id", "channel"),
+        Index(None, "tenant_id", "campaign_id", "state"),
+        # Frequency caps: bulk sends of a contact on a channel since an instant.
+        Index(None, "tenant_id", "contact_id", "channel", "sent_at_us"),
+        Index(None, "tenant_id", "channel", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(320))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    defer_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the key; the key itself is shown once and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)

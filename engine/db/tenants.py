@@ -1,0 +1,84 @@
+"""Tenants and their versioned policies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.db.models import Tenant, TenantPolicyVersion
+from engine.errors import NotFoundError
+from engine.timeutil import now_us
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: int
+    code: str
+    name: str
+    policy_version: int
+    policy: dict[str, Any]
+
+
+async def apply_policy(conn: AsyncConnection, policy: dict[str, Any], source: str) -> tuple[TenantRecord, bool]:
+    """Create or update a tenant from a validated policy; returns (tenant, changed).
+
+    An identical policy records no new version, so re-applying a file is harmless.
+    """
+    code = policy["tenant"]
+    stamp = now_us()
+    row = (await conn.execute(select(Tenant).where(Tenant.code == code))).first()
+    if row is None:
+        tenant_id = (
+            await conn.execute(
+                insert(Tenant)
+                .values(code=code, name=policy["name"], policy_version=0, created_at_us=stamp)
+                .returning(Tenant.id)
+            )
+        ).scalar_one()
+        version = 0
+    else:
+        tenant_id, version = row.id, row.policy_version
+        current = await _policy(conn, tenant_id, version)
+        if current == policy:
+            return TenantRecord(tenant_id, code, policy["name"], version, policy), False
+    version += 1
+    await conn.execute(
+        insert(TenantPolicyVersion).values(
+            tenant_id=tenant_id,
+            version=version,
+            policy_json=json.dumps(policy, sort_keys=True),
+            source_yaml=source,
+            applied_at_us=stamp,
+        )
+    )
+    await conn.execute(
+        update(Tenant).where(Tenant.id == tenant_id).values(name=policy["name"], policy_version=version)
+    )
+    return TenantRecord(tenant_id, code, policy["name"], version, policy), True
+
+
+async def _policy(conn: AsyncConnection, tenant_id: int, version: int) -> dict[str, Any] | None:
+    text = (
+        await conn.execute(
+            select(TenantPolicyVersion.policy_json).where(
+                TenantPolicyVersion.tenant_id == tenant_id, TenantPolicyVersion.version == version
+            )
+        )
+    ).scalar_one_or_none()
+    return None if text is None else json.loads(text)
+
+
+async def load_tenant(conn: AsyncConnection, code: str, version: int | None = None) -> TenantRecord:
+    """The tenant with its current policy (or a given version of it)."""
+    row = (await conn.execute(select(Tenant).where(Tenant.code == code))).first()
+    if row is None:
+        raise NotFoundError(f"tenant {code!r} not found (run `consentry tenant apply tenant.yaml`)")
+    version = row.policy_version if version is None else version
+    policy = await _policy(conn, row.id, version)
+    if policy is None:
+        raise NotFoundError(f"tenant {code!r} has no policy version {version}")
+    return TenantRecord(row.id, row.code, row.name, version, policy)
