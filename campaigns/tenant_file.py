@@ -117,6 +117,15 @@ class TenantFile(_Strict):
             raise ValueError("at least one communication class is required")
         return value
 
+    @field_validator("frequency_caps")
+    @classmethod
+    def _one_cap_per_channel(cls, value: list[FrequencyCap]) -> list[FrequencyCap]:
+        channels = [cap.channel for cap in value]
+        for channel in set(channels):
+            if channels.count(channel) > 1:
+                raise ValueError(f"more than one cap for channel {channel!r}")
+        return value
+
     @field_validator("reauthorization_days")
     @classmethod
     def _reauthorization(cls, value: dict[str, int]) -> dict[str, int]:

@@ -183,6 +183,9 @@ class Delivery(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     channel: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))
+    # `campaign` (the campaign's message) or `opt_in_request` (the SMS opt-in request sent
+    # in its place to a lead who has not yet said YES, when the tenant requires it).
+    purpose: Mapped[str] = mapped_column(String(16), default="campaign")
     address: Mapped[str | None] = mapped_column(String(320))
     decision: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))

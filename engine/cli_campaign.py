@@ -1,0 +1,354 @@
+"""`consentry campaign ...` and `consentry explain`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+
+import click
+
+from engine.cli_common import Context, common_options, pass_context, run
+from engine.errors import InputError
+from engine.timeutil import iso_z, now_us, parse_instant
+
+
+def parse_at(value: str | None) -> int:
+    if value is None:
+        return now_us()
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InputError(f"{value!r} is not an ISO 8601 instant with an offset ({exc})", field="--at") from None
+
+
+def progress_bar(total_hint: int | None, label: str):
+    """A rich progress bar on a terminal; nothing when stderr is not a TTY."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+
+
+@click.group()
+def campaign() -> None:
+    """Check, send and follow campaigns."""
+
+
+@campaign.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--at", "at", metavar="ISO8601", help="Gate as of this instant (default: now).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write one row per recipient (CSV).")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@common_options
+@pass_context
+def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, batch_size: int, as_json: bool) -> None:
+    """Dry run: who would be reached, and why not the others. Records nothing."""
+    from campaigns.definition import load_campaign
+    from engine.check import check_campaign
+    from engine.db.session import make_engine
+    from engine.db.tenants import load_tenant
+
+    definition = load_campaign(path)
+    at_us = parse_at(at)
+
+    async def _check():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            async with engine.connect() as conn:
+                tenant = await _tenant_for(conn, definition, load_tenant)
+                total = await _audience_size(conn, tenant.id) if sys.stderr.isatty() else None
+            with open(out, "w", newline="", encoding="utf-8") if out else nullcontext(None) as handle, progress_bar(total, "checking") as bar:
+                task = bar.add_task("check", total=total) if bar is not None else None
+                advance = (lambda n: bar.advance(task, n)) if bar is not None else None
+                return await check_campaign(engine, definition, tenant, at_us, batch_size=batch_size, out=handle, progress=advance)
+        finally:
+            await engine.dispose()
+
+    report = run(_check())
+    if as_json:
+        click.echo(json.dumps({"campaign": definition.code, "at": iso_z(at_us), **report.as_dict()}, indent=2))
+        return
+    _print_report(definition.code, at_us, report, out)
+
+
+async def _tenant_for(conn, definition, load_tenant):  # noqa: ANN001
+    from engine.errors import NotFoundError
+
+    try:
+        return await load_tenant(conn, definition.tenant)
+    except NotFoundError as exc:
+        raise definition.error("tenant", str(exc)) from None
+
+
+async def _audience_size(conn, tenant_id: int) -> int:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    from engine.db.models import Contact
+
+    return (await conn.execute(select(func.count()).where(Contact.tenant_id == tenant_id))).scalar_one()
+
+
+def _print_report(code: str, at_us: int, report, out: str | None) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"campaign {code} at {iso_z(at_us)}")
+    table.add_column("decision")
+    table.add_column("reason")
+    table.add_column("recipients", justify="right")
+    table.add_column("%", justify="right")
+    for decision, reason, count, percent in report.rows():
+        table.add_row(decision, reason or "-", f"{count:,}", f"{percent:.1f}")
+    table.add_row("total", "", f"{report.total:,}", "100.0" if report.total else "0.0", style="bold")
+    console = Console(width=100)
+    console.print(table)
+    rate = report.total / report.elapsed_s if report.elapsed_s else 0
+    console.print(f"checked {report.total:,} recipients in {report.elapsed_s:.2f} s ({rate:,.0f}/s)")
+    if out:
+        console.print(f"decisions written to {out}")
+
+
+@click.command("explain")
+@click.option("--tenant", required=True)
+@click.option("--contact", "external_id", required=True, help="The contact's external_id.")
+@click.option("--channel", required=True, type=click.Choice(["email", "sms", "voice"]))
+@click.option("--class", "class_code", required=True)
+@click.option("--party", default="first", show_default=True, type=click.Choice(["first", "third"]))
+@click.option("--kind", default="bulk", show_default=True, type=click.Choice(["bulk", "individual"]))
+@click.option("--at", "at", metavar="ISO8601", help="As of this instant (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_context
+def explain(ctx: Context, tenant: str, external_id: str, channel: str, class_code: str, party: str, kind: str, at: str | None, as_json: bool) -> None:
+    """Why a contact would or would not get a message: every rule, its verdict, its evidence."""
+    from engine.db.session import make_engine
+    from engine.explain import explain_contact
+
+    at_us = parse_at(at)
+
+    async def _explain():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            return await explain_contact(engine, tenant, external_id, channel, class_code, party, kind, at_us)
+        finally:
+            await engine.dispose()
+
+    result = run(_explain())
+    body = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(body, indent=2, default=str))
+        return
+    _print_explanation(body)
+
+
+def _print_explanation(body: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    decision = body.get("decision", {})
+    headline = decision.get("decision", "?").upper()
+    if decision.get("reason"):
+        headline += f" ({decision['reason']})"
+    if decision.get("defer_until"):
+        headline += f" until {decision['defer_until']}"
+    console.print(f"[bold]{headline}[/bold]  contact {body['contact']} on {body['channel']} "
+                  f"({body.get('address') or 'no address'}) at {body['at']}")
+    table = Table()
+    for column in ("#", "rule", "verdict", "detail", "evidence"):
+        table.add_column(column)
+    for rule in body.get("rules", []):
+        evidence = "; ".join(
+            f"#{e['id']} {e['action']} {e['channel'] or ''} {e['class'] or ''} {e['occurred_at']} via {e['method']}".replace("  ", " ")
+            for e in rule.get("events", [])
+        )
+        style = {"fail": "red", "pass": "green"}.get(rule["verdict"], "dim")
+        table.add_row(str(rule["number"]), rule["code"], f"[{style}]{rule['verdict']}[/{style}]", rule.get("detail", ""), evidence)
+    console.print(table)
+
+
+def _send_options(at: str | None, batch_size: int, concurrency: int):  # noqa: ANN202
+    from engine.send.pipeline import SendOptions
+
+    settings_env = __import__("os").environ
+    return SendOptions(
+        at_us=parse_at(at) if at else None,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        max_attempts=int(settings_env.get("CONSENTRY_RETRY_ATTEMPTS", "5")),
+        retry_base_s=float(settings_env.get("CONSENTRY_RETRY_BASE_S", "0.5")),
+    )
+
+
+def _transport_overrides(smtp_url: str | None, twilio_url: str | None) -> dict:
+    return {"smtp_url": smtp_url, "twilio_url": twilio_url}
+
+
+_transport_options = [
+    click.option("--smtp-url", metavar="URL", help="SMTP relay (default $CONSENTRY_SMTP_URL or the capture server)."),
+    click.option("--twilio-url", metavar="URL", help="Twilio API base URL (default $CONSENTRY_TWILIO_URL or the capture server)."),
+    click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10000)),
+    click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 512), help="Messages in flight."),
+]
+
+
+def transport_options(function):  # noqa: ANN001, ANN201
+    for option in reversed(_transport_options):
+        function = option(function)
+    return function
+
+
+@campaign.command("send")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--at", "at", metavar="ISO8601", help="Fix the gating clock (tests, replays).")
+@click.option("--backend", type=click.Choice(["inline", "arq"]), default="inline", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Gate and render a sample without sending or recording anything.")
+@transport_options
+@common_options
+@pass_context
+def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run: bool, smtp_url, twilio_url, batch_size: int, concurrency: int) -> None:  # noqa: ANN001
+    """Launch (or continue) a campaign and send it; safe to run again after a crash."""
+    from campaigns.definition import load_campaign
+
+    definition = load_campaign(path)
+    settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
+    if dry_run:
+        ctx_click = click.get_current_context()
+        ctx_click.invoke(campaign_check, path=path, at=at, out=None, batch_size=batch_size, as_json=False)
+        return
+    options = _send_options(at, batch_size, concurrency)
+
+    async def _send():
+        from engine.db.session import make_engine
+        from engine.send.runner import launch_campaign, run_campaign
+
+        engine = make_engine(settings.database_url)
+        try:
+            record, tenant = await launch_campaign(engine, definition)
+            if backend == "arq":
+                from engine.backends.arq_backend import run_on_arq
+
+                return await run_on_arq(settings, record, tenant, options)
+            return await run_campaign(engine, record, tenant, settings, options)
+        finally:
+            await engine.dispose()
+
+    _finish(run(_send()))
+
+
+@campaign.command("resume")
+@click.argument("code")
+@click.option("--tenant", required=True)
+@transport_options
+@common_options
+@pass_context
+def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int) -> None:  # noqa: ANN001
+    """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
+    settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
+    options = _send_options(None, batch_size, concurrency)
+
+    async def _resume():
+        from engine.db.session import make_engine
+        from engine.send.runner import resume_target, run_campaign
+
+        engine = make_engine(settings.database_url)
+        try:
+            record, tenant_record = await resume_target(engine, tenant, code)
+            return await run_campaign(engine, record, tenant_record, settings, options)
+        finally:
+            await engine.dispose()
+
+    _finish(run(_resume()))
+
+
+def _finish(result) -> None:  # noqa: ANN001
+    from engine.errors import ConsentryError
+
+    summary = result.summary
+    decided = sum(summary.decided.values())
+    suppressed = sum(n for (d, _r), n in summary.decided.items() if d == "suppress")
+    deferred = sum(n for (d, _r), n in summary.decided.items() if d == "defer")
+    click.echo(
+        f"campaign {result.record.code}: {result.status}; this run gated {decided:,}, sent {summary.sent:,}, "
+        f"failed {summary.failed:,}, suppressed {suppressed:,}, deferred {deferred:,}"
+        + (f", reconciled {summary.reconciled:,} in-doubt" if summary.reconciled else "")
+    )
+    for (decision, reason), n in sorted(summary.decided.items(), key=lambda kv: -kv[1]):
+        if decision != "send":
+            click.echo(f"  {decision:<9} {reason:<22} {n:>9,}")
+    if result.unfinished:
+        error = ConsentryError(
+            f"{result.unfinished:,} deliveries are not sent yet (transport errors); "
+            f"run `consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}`"
+        )
+        raise error
+
+
+@campaign.command("status")
+@click.argument("code")
+@click.option("--tenant", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+@pass_context
+def campaign_status(ctx: Context, code: str, tenant: str, as_json: bool) -> None:
+    """Progress and counts per state, decision and reason."""
+    from engine.db.session import make_engine
+    from engine.send.report import status
+    from engine.send.runner import resume_target
+
+    async def _status():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            record, _tenant = await resume_target(engine, tenant, code)
+            return await status(engine, record)
+        finally:
+            await engine.dispose()
+
+    body = run(_status())
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=100)
+    states = ", ".join(f"{k} {v:,}" for k, v in sorted(body["states"].items()))
+    console.print(f"campaign {body['campaign']} ({body['kind']} {body['channel']}): {body['status']}; {body['total']:,} recipients: {states}")
+    table = Table()
+    for column in ("state", "decision", "reason", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for item in body["decisions"]:
+        table.add_row(item["state"], item["decision"], item["reason"] or "-", f"{item['count']:,}")
+    console.print(table)
+
+
+@campaign.command("export")
+@click.argument("code")
+@click.option("--tenant", required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False))
+@common_options
+@pass_context
+def campaign_export(ctx: Context, code: str, tenant: str, out: str) -> None:
+    """One CSV row per recipient: decision, reason, state, provider id, attempts, sent at."""
+    from engine.db.session import make_engine
+    from engine.send.report import export
+    from engine.send.runner import resume_target
+
+    async def _export():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            record, _tenant = await resume_target(engine, tenant, code)
+            with open(out, "w", newline="", encoding="utf-8") as handle:
+                return await export(engine, record, handle)
+        finally:
+            await engine.dispose()
+
+    count = run(_export())
+    click.echo(f"wrote {count:,} rows to {out}")

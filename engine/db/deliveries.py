@@ -1,0 +1,123 @@
+"""The deliveries table: the idempotency ledger, the suppression log and the export.
+
+One row per (campaign, contact, channel) under a unique key. A row is written before its
+transport is called; a second writer's insert is ignored and it sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.db.models import Campaign, ConsentEvent, Delivery
+
+_d = Delivery.__table__
+_e = ConsentEvent.__table__
+
+FINAL_STATES = ("sent", "failed", "suppressed")
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    id: int
+    state: str
+    address: str | None
+    purpose: str
+    attempts: int
+    updated_at_us: int
+
+
+async def existing_for(conn: AsyncConnection, tenant_id: int, campaign_id: int, channel: str, contact_ids: Sequence[int]) -> dict[int, Existing]:
+    rows = await conn.execute(
+        select(_d.c.contact_id, _d.c.id, _d.c.state, _d.c.address, _d.c.purpose, _d.c.attempts, _d.c.updated_at_us).where(
+            _d.c.tenant_id == tenant_id,
+            _d.c.campaign_id == campaign_id,
+            _d.c.channel == channel,
+            _d.c.contact_id.in_(contact_ids),
+        )
+    )
+    return {row[0]: Existing(*row[1:]) for row in rows}
+
+
+def _insert_ignore(conn: AsyncConnection, table):  # noqa: ANN001
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+async def insert_new(conn: AsyncConnection, rows: list[dict]) -> dict[int, int]:
+    """Insert delivery rows, ignoring any another writer got to first.
+
+    Returns contact_id -> delivery id for the rows *this* call inserted: only those may be
+    sent by this caller.
+    """
+    if not rows:
+        return {}
+    result = await conn.execute(
+        _insert_ignore(conn, _d).returning(_d.c.contact_id, _d.c.id, sort_by_parameter_order=True), rows
+    )
+    return {contact_id: delivery_id for contact_id, delivery_id in result.all()}
+
+
+async def update_rows(conn: AsyncConnection, changes: list[dict]) -> None:
+    """Executemany UPDATE by id; every dict has the same keys plus `_id`."""
+    if not changes:
+        return
+    keys = [key for key in changes[0] if key != "_id"]
+    from sqlalchemy import bindparam
+
+    statement = update(_d).where(_d.c.id == bindparam("_id")).values({key: bindparam(key) for key in keys})
+    await conn.execute(statement, changes)
+
+
+async def mark_sending(conn: AsyncConnection, ids: Sequence[int], stamp: int) -> None:
+    """The transport is about to be called: from here until a result is recorded the row is
+    in doubt, and a resume reconciles it instead of sending it blind."""
+    if ids:
+        await conn.execute(
+            update(_d).where(_d.c.id.in_(ids)).values(state="sending", attempts=_d.c.attempts + 1, updated_at_us=stamp)
+        )
+
+
+async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, addresses: Iterable[str], purpose: str | None = None, states: Sequence[str] = ("sent",)) -> set[str]:
+    """Which of these addresses ever had a delivery in `states` (optionally of a purpose)."""
+    wanted = list({a for a in addresses if a})
+    if not wanted:
+        return set()
+    query = select(_d.c.address).distinct().where(
+        _d.c.tenant_id == tenant_id, _d.c.channel == channel, _d.c.address.in_(wanted), _d.c.state.in_(states)
+    )
+    if purpose is not None:
+        query = query.where(_d.c.purpose == purpose)
+    return {row[0] for row in await conn.execute(query)}
+
+
+async def record_block(conn: AsyncConnection, tenant_id: int, contact_id: int, channel: str, address: str | None, cause: str, note: str, stamp: int) -> None:
+    """A permanent delivery failure becomes a block in the consent ledger, with its cause."""
+    await conn.execute(
+        insert(_e).values(
+            tenant_id=tenant_id, contact_id=contact_id, action="block", channel=channel, class_code=None,
+            party=None, address=address, method="delivery_failure", occurred_at_us=stamp, recorded_at_us=stamp,
+            actor="consentry", basis=None, note=note[:500], cause=cause,
+        )
+    )
+
+
+async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[str, str, str, int]]:
+    """(state, decision, reason, count) for a campaign."""
+    rows = await conn.execute(
+        select(_d.c.state, _d.c.decision, func.coalesce(_d.c.reason, ""), func.count())
+        .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id)
+        .group_by(_d.c.state, _d.c.decision, _d.c.reason)
+    )
+    return [tuple(row) for row in rows]
+
+
+async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: str, stamp: int, finished: bool = False) -> None:
+    values = {"status": status, "updated_at_us": stamp}
+    if finished:
+        values["finished_at_us"] = stamp
+    await conn.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))

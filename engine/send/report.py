@@ -1,0 +1,73 @@
+"""`campaign status` and `campaign export`: what happened, per recipient, from the ledger."""
+
+from __future__ import annotations
+
+import csv
+from typing import IO
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.db import deliveries as ledger
+from engine.db.models import Contact, Delivery
+from engine.send.launch import CampaignRecord
+from engine.timeutil import iso_z
+
+EXPORT_COLUMNS = (
+    "external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at",
+)
+_d = Delivery.__table__
+_c = Contact.__table__
+
+
+async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
+    async with engine.connect() as conn:
+        counts = await ledger.counts_by_state(conn, record.tenant_id, record.id)
+        row = (await conn.execute(select(_campaign_status(record.id)))).first()
+    by_state: dict[str, int] = {}
+    for state, _decision, _reason, n in counts:
+        by_state[state] = by_state.get(state, 0) + n
+    return {
+        "campaign": record.code,
+        "status": row[0] if row else record.status,
+        "channel": record.definition.channel,
+        "kind": record.definition.model.kind,
+        "total": sum(by_state.values()),
+        "states": by_state,
+        "decisions": [
+            {"state": s, "decision": d, "reason": r, "count": n}
+            for s, d, r, n in sorted(counts, key=lambda item: (-item[3], item[0], item[2]))
+        ],
+    }
+
+
+def _campaign_status(campaign_id: int):  # noqa: ANN202
+    from engine.db.models import Campaign
+
+    table = Campaign.__table__
+    return select(table.c.status).where(table.c.id == campaign_id).scalar_subquery()
+
+
+async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page: int = 5000) -> int:
+    """Stream every delivery row, keyset by id, into CSV."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    last_id, written = 0, 0
+    query = (
+        select(_d.c.id, _c.c.external_id, _d.c.channel, _d.c.address, _d.c.decision, _d.c.reason, _d.c.defer_until_us,
+               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us)
+        .join(_c, _c.c.id == _d.c.contact_id)
+        .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id)
+        .order_by(_d.c.id)
+        .limit(page)
+    )
+    while True:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(query.where(_d.c.id > last_id))).all()
+        if not rows:
+            return written
+        writer.writerows(
+            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10])) for r in rows
+        )
+        written += len(rows)
+        last_id = rows[-1][0]

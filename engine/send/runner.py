@@ -1,0 +1,107 @@
+"""Wiring for `campaign send` / `resume`: launch, open transports, run, settle the status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from campaigns.definition import CampaignDefinition, validate_against_policy
+from engine.config import Settings
+from engine.db import deliveries as ledger
+from engine.db.tenants import TenantRecord, load_tenant
+from engine.errors import NotFoundError
+from engine.render import find_templates, snapshot_templates
+from engine.send.content import Content, EmailChannel, SmsChannel
+from engine.send.launch import CampaignRecord, get_campaign, launch
+from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
+from engine.timeutil import now_us
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    record: CampaignRecord
+    summary: RunSummary
+    status: str
+    counts: list[tuple[str, str, str, int]]
+
+    @property
+    def unfinished(self) -> int:
+        return sum(n for state, _d, _r, n in self.counts if state in ("pending", "sending"))
+
+    @property
+    def deferred(self) -> int:
+        return sum(n for state, _d, _r, n in self.counts if state == "deferred")
+
+
+async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> TenantRecord:
+    async with engine.connect() as conn:
+        try:
+            tenant = await load_tenant(conn, definition.tenant)
+        except NotFoundError as exc:
+            raise definition.error("tenant", str(exc)) from None
+    validate_against_policy(definition, tenant.policy)
+    return tenant
+
+
+async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -> tuple[CampaignRecord, TenantRecord]:
+    tenant = await tenant_for(engine, definition)
+    model = definition.model
+    try:
+        source = find_templates(model.channel, model.template, definition.directory)
+    except LookupError as exc:
+        raise definition.error("template", str(exc)) from None
+    templates = snapshot_templates(source, subject=model.subject)
+    async with engine.begin() as conn:
+        record = await launch(conn, definition, tenant, templates)
+    if not record.created:
+        # Continue what was launched, under the policy version it was launched with.
+        async with engine.connect() as conn:
+            tenant = await load_tenant(conn, definition.tenant, record.policy_version)
+    return record, tenant
+
+
+async def resume_target(engine: AsyncEngine, tenant_code: str, code: str) -> tuple[CampaignRecord, TenantRecord]:
+    async with engine.connect() as conn:
+        tenant = await load_tenant(conn, tenant_code)
+        record = await get_campaign(conn, tenant.id, code)
+        tenant = await load_tenant(conn, tenant_code, record.policy_version)
+    return record, tenant
+
+
+async def run_campaign(
+    engine: AsyncEngine,
+    record: CampaignRecord,
+    tenant: TenantRecord,
+    settings: Settings,
+    options: SendOptions,
+    observer: Callable[[str, int], None] | None = None,
+) -> SendResult:
+    content = Content(record, tenant, settings)
+    channel, closer = await open_channel(record.definition.channel, settings, options.concurrency)
+    async with engine.begin() as conn:
+        await ledger.set_campaign_status(conn, record.id, "running", now_us())
+    try:
+        summary = await CampaignRun(engine, record, tenant, content, channel, options, observer).run()
+    finally:
+        await closer()
+    async with engine.begin() as conn:
+        counts = await ledger.counts_by_state(conn, tenant.id, record.id)
+        result = SendResult(record, summary, "", counts)
+        status = "incomplete" if result.unfinished else "waiting" if result.deferred else "finished"
+        await ledger.set_campaign_status(conn, record.id, status, now_us(), finished=status == "finished")
+    return SendResult(record, summary, status, counts)
+
+
+async def open_channel(channel: str, settings: Settings, concurrency: int):  # noqa: ANN201
+    """The transport for a channel, and how to close it."""
+    if channel == "email":
+        from engine.transports.smtp import SmtpPool
+
+        pool = SmtpPool(settings.smtp_url, size=max(1, min(concurrency, 8)))
+        return EmailChannel(pool), pool.close
+    from engine.transports.sms import TwilioSms
+
+    client = TwilioSms(settings.twilio_url, settings.twilio_account_sid, settings.twilio_auth_token, concurrency=concurrency)
+    return SmsChannel(client), client.close
