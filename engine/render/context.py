@@ -1,0 +1,103 @@
+"""The variables a template sees for one recipient.
+
+Every template can use the STANDARD_VARIABLES. Contacts often lack a name, so a standard
+field that is missing or None renders as "" (templates write `{{ first_name or "there" }}`);
+any other name is an error, at compile time when the campaign declares its variables and
+otherwise at render time.
+
+`CampaignContext` holds what is constant for a campaign and signs each recipient's
+unsubscribe token; `recipient_context` is the same without tokens (previews, individual
+messages, tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.render.tokens import preferences_url, sign_token, unsubscribe_url
+
+STANDARD_VARIABLES: frozenset[str] = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "external_id",
+        "email",
+        "phone",
+        "tenant_name",
+        "postal_address",
+        "unsubscribe_url",
+        "preferences_url",
+        "unsubscribe_token",
+        "sender_name",
+        "agent_name",
+    }
+)
+_EMPTY = dict.fromkeys(STANDARD_VARIABLES, "")
+
+
+def recipient_context(
+    extra: Mapping[str, object] | None = None, /, **values: object
+) -> dict[str, object]:
+    """A template context: the standard names (missing or None → ""), then `extra`'s.
+
+    `extra` may add names but not replace a standard one (that would let a contact field
+    override, say, the unsubscribe link).
+    """
+    context = dict(_EMPTY)
+    for name, value in values.items():
+        if name not in STANDARD_VARIABLES:
+            raise ValueError(f"{name!r} is not a standard variable; pass it in `extra`")
+        if value is not None:
+            context[name] = value
+    if extra:
+        clash = STANDARD_VARIABLES.intersection(extra)
+        if clash:
+            raise ValueError(f"extra variables may not replace standard ones: {sorted(clash)}")
+        context.update(extra)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignContext:
+    """What is the same for every recipient of a campaign; `for_recipient` adds the rest."""
+
+    tenant_id: int
+    campaign_id: int | None
+    channel: str
+    secret: bytes  # the unsubscribe-token key
+    public_url: str  # base of the unsubscribe and preference links
+    tenant_name: str = ""
+    postal_address: str = ""
+    sender_name: str = ""
+    agent_name: str = ""
+
+    def for_recipient(
+        self,
+        contact_id: int,
+        *,
+        external_id: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> dict[str, object]:
+        """The context of one recipient, with a freshly signed unsubscribe token."""
+        token = sign_token(self.secret, self.tenant_id, self.campaign_id, contact_id,
+                           self.channel)
+        return recipient_context(
+            extra,
+            first_name=first_name,
+            last_name=last_name,
+            external_id=external_id,
+            email=email,
+            phone=phone,
+            tenant_name=self.tenant_name,
+            postal_address=self.postal_address,
+            sender_name=self.sender_name,
+            agent_name=self.agent_name,
+            unsubscribe_token=token,
+            unsubscribe_url=unsubscribe_url(self.public_url, token),
+            preferences_url=preferences_url(self.public_url, token),
+        )

@@ -1,0 +1,104 @@
+"""SMS bodies: the campaign's template, the tenant's opt-out footer, the opt-in request.
+
+The first text to a number must say how to stop them (CTIA messaging principles; carriers
+filter traffic that does not). So on a first touch the tenant's `opt_out_footer` is
+appended, unless the text already tells the reader how to stop: it contains the footer, or
+an instruction such as "Reply STOP" / "Text STOP" (the tenant's opt-in request ends with
+"Reply STOP to cancel."; a second instruction would only cost a segment).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from engine.render.campaign import CampaignTemplates
+from engine.render.context import STANDARD_VARIABLES
+from engine.render.errors import ComplianceError, RenderError, TemplateRenderError
+from engine.render.sandbox import CompiledTemplate, compile_template
+from engine.render.segments import SmsBody, measure_sms
+
+_STOP_INSTRUCTION = re.compile(
+    r"\b(?:reply|text|txt|send|respond)\s+(?:with\s+)?[\"'“]?stop\b", re.IGNORECASE
+)
+_SPACES = re.compile(r"\s+")
+
+
+class SmsRenderer:
+    """A campaign's SMS, compiled once; `render` per recipient."""
+
+    def __init__(
+        self,
+        body: CompiledTemplate | None,
+        *,
+        opt_out_footer: str,
+        opt_in_message: str | None = None,
+        variables: Iterable[str] = (),
+    ) -> None:
+        """`body` is the campaign template (None for a renderer that only sends opt-in
+        requests); `opt_out_footer` and `opt_in_message` come from the tenant's `sms`
+        policy; `variables` are names the caller adds to the standard context."""
+        footer = _SPACES.sub(" ", opt_out_footer).strip()
+        if not footer:
+            raise ComplianceError("the tenant's sms.opt_out_footer is empty")
+        self.opt_out_footer = footer
+        self._footer_key = footer.casefold()
+        self._body = body
+        self._opt_in = None
+        if opt_in_message is not None and opt_in_message.strip():
+            self._opt_in = compile_template(
+                opt_in_message,
+                origin="tenant:sms.opt_in_message",
+                variables=STANDARD_VARIABLES | frozenset(variables),
+            )
+
+    @classmethod
+    def from_templates(
+        cls,
+        templates: CampaignTemplates,
+        *,
+        opt_out_footer: str,
+        opt_in_message: str | None = None,
+        variables: Iterable[str] = (),
+    ) -> SmsRenderer:
+        """The renderer of an SMS campaign compiled by `compile_campaign_templates`."""
+        return cls(templates.text, opt_out_footer=opt_out_footer,
+                   opt_in_message=opt_in_message, variables=variables)
+
+    def render(self, context: Mapping[str, object], first_touch: bool) -> SmsBody:
+        """The campaign's text for one recipient; `first_touch` when it is the first text
+        this sender sends to the number (the footer is added then)."""
+        if self._body is None:
+            raise RenderError("this SMS renderer has no body template")
+        return self._finish(self._body, context, first_touch)
+
+    def render_opt_in_request(self, context: Mapping[str, object]) -> SmsBody:
+        """The tenant's opt-in request (`sms.opt_in_message`), the one text allowed to a new
+        lead before they reply YES; always a first touch."""
+        if self._opt_in is None:
+            raise RenderError("the tenant has no sms.opt_in_message")
+        return self._finish(self._opt_in, context, True)
+
+    def with_footer(self, text: str) -> str:
+        """`text` with the opt-out footer, unless it already tells how to stop."""
+        if self.has_opt_out_instruction(text):
+            return text
+        return f"{text}\n{self.opt_out_footer}"
+
+    def has_opt_out_instruction(self, text: str) -> bool:
+        """Does `text` tell the reader how to stop (the footer, or "Reply STOP"...)?"""
+        if _STOP_INSTRUCTION.search(text):
+            return True
+        return self._footer_key in _SPACES.sub(" ", text).casefold()
+
+    def _finish(self, template: CompiledTemplate, context: Mapping[str, object],
+                first_touch: bool) -> SmsBody:
+        text = template.render(context)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.strip()
+        if not text:
+            raise TemplateRenderError(template.origin, "the SMS text is empty")
+        if first_touch:
+            text = self.with_footer(text)
+        return measure_sms(text)

@@ -1,0 +1,1 @@
+"""Built-in pages templates (package data)."""

@@ -1,0 +1,1 @@
+"""Built-in sms templates (package data)."""

@@ -1,0 +1,145 @@
+"""`consentry campaign check` end to end: CSV imports → expansion → gating → report and CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tests.cli import consentry, ok
+from tests.engine.scenario import AT, build
+
+EXPECTED_EMAIL = {
+    "E1": ("send", ""),
+    "E2": ("suppress", "no_address"),
+    "E3": ("suppress", "invalid_address"),
+    "E4": ("suppress", "do_not_contact"),
+    "E5": ("send", ""),
+    "E6": ("suppress", "duplicate_address"),
+    "E7": ("suppress", "opted_out"),
+    "E8": ("suppress", "consent_revoked"),
+    "E9": ("suppress", "review_overdue"),
+}
+EXPECTED_SMS = {
+    "S1": ("send", ""),
+    "S2": ("suppress", "awaiting_sms_opt_in"),
+    "S3": ("suppress", "no_consent"),  # Fullpath (any case) skips the opt-in wait
+    "S4": ("suppress", "consent_expired"),
+    "S5": ("defer", "quiet_hours"),  # 03:00 in Tokyo
+    "S6": ("suppress", "invalid_address"),
+    "S7": ("suppress", "do_not_contact"),
+}
+
+
+def decisions(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows
+
+
+@pytest.fixture
+def dealership(tmp_path, db_url):
+    return build(tmp_path, db_url), db_url
+
+
+def test_every_reason_code_is_reached_from_csv_imports(dealership, tmp_path):
+    files, db = dealership
+    out = tmp_path / "email.csv"
+    result = ok("campaign", "check", files["email"], "--at", AT, "--out", out, "--db", db)
+    rows = decisions(out)
+    assert list(rows[0]) == ["external_id", "channel", "address", "decision", "reason", "defer_until"]
+    assert {r["external_id"]: (r["decision"], r["reason"]) for r in rows} == EXPECTED_EMAIL
+    assert "duplicate_address" in result.out and "total" in result.out
+
+    out = tmp_path / "sms.csv"
+    ok("campaign", "check", files["sms"], "--at", AT, "--out", out, "--db", db)
+    rows = decisions(out)
+    assert {r["external_id"]: (r["decision"], r["reason"]) for r in rows} == EXPECTED_SMS
+    deferred = next(r for r in rows if r["external_id"] == "S5")
+    # Quiet hours end at 08:00 Tokyo = 23:00 UTC.
+    assert deferred["defer_until"] == "2026-11-24T23:00:00Z"
+    assert next(r for r in rows if r["external_id"] == "S1")["address"] == "+12135550201"
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_results_do_not_depend_on_batch_size(dealership, tmp_path, batch_size):
+    files, db = dealership
+    out = tmp_path / f"email-{batch_size}.csv"
+    ok("campaign", "check", files["email"], "--at", AT, "--out", out, "--batch-size", batch_size, "--db", db)
+    assert {r["external_id"]: (r["decision"], r["reason"]) for r in decisions(out)} == EXPECTED_EMAIL
+
+
+def test_check_records_nothing_and_can_repeat(dealership, tmp_path):
+    files, db = dealership
+    first = ok("campaign", "check", files["email"], "--at", AT, "--json", "--db", db).out
+    second = ok("campaign", "check", files["email"], "--at", AT, "--json", "--db", db).out
+    strip = lambda text: [line for line in text.splitlines() if "elapsed" not in line]  # noqa: E731
+    assert strip(first) == strip(second)
+    status = consentry("campaign", "status", "spring-offer", "--tenant", "acme-motors", "--db", db)
+    assert status.code == 2 and "has not been launched" in status.err
+
+
+def test_at_sees_the_ledger_as_of_that_instant(dealership, tmp_path):
+    files, db = dealership
+    out = tmp_path / "before.csv"
+    # Before E4's block (2026-06-01) and E8's revoke, both were reachable.
+    ok("campaign", "check", files["email"], "--at", "2026-05-01T00:00:00Z", "--out", out, "--db", db)
+    got = {r["external_id"]: (r["decision"], r["reason"]) for r in decisions(out)}
+    assert got["E4"] == ("send", "") and got["E8"] == ("send", "")
+
+
+def test_audience_filters(dealership, tmp_path):
+    files, db = dealership
+    text = files["email"].read_text().replace("audience: {external_id: [E1, E2, E3, E4, E5, E6, E7, E8, E9]}", "audience: {lead_source: [FULLPATH]}")
+    files["email"].write_text(text)
+    out = tmp_path / "fullpath.csv"
+    ok("campaign", "check", files["email"], "--at", AT, "--out", out, "--db", db)
+    assert [r["external_id"] for r in decisions(out)] == ["S3"]
+
+
+def test_a_class_not_in_the_policy_is_bad_input(dealership):
+    files, db = dealership
+    files["email"].write_text(files["email"].read_text().replace("class: marketing", "class: newsletter"))
+    result = consentry("campaign", "check", files["email"], "--db", db)
+    assert result.code == 2
+    assert f"{files['email']}:5: class: class 'newsletter' is not in tenant" in result.err
+
+
+def test_an_unknown_tenant_is_bad_input(dealership):
+    files, db = dealership
+    files["email"].write_text(files["email"].read_text().replace("tenant: acme-motors", "tenant: nobody"))
+    result = consentry("campaign", "check", files["email"], "--db", db)
+    assert result.code == 2 and f"{files['email']}:2: tenant: tenant 'nobody' not found" in result.err
+
+
+def test_tenants_never_see_each_other(tmp_path, db_url):
+    build(tmp_path / "a", db_url, tenant="acme-motors")
+    files_b = build(tmp_path / "b", db_url, tenant="bravo-autos")
+    # Bravo's STOP for E1 must not touch Acme's E1.
+    (tmp_path / "stop.csv").write_text(
+        "external_id,action,channel,class,party,address,method,occurred_at,actor,basis,note\n"
+        "E1,block,email,,,,email_link,2026-06-01T10:00:00-07:00,customer,,\n"
+    )
+    ok("consent", "import", tmp_path / "stop.csv", "--tenant", "bravo-autos", "--db", db_url)
+    ok("campaign", "check", files_b["email"], "--at", AT, "--out", tmp_path / "b.csv", "--db", db_url)
+    ok("campaign", "check", tmp_path / "a" / "email.yaml", "--at", AT, "--out", tmp_path / "a.csv", "--db", db_url)
+    assert {r["external_id"]: r["reason"] for r in decisions(tmp_path / "b.csv")}["E1"] == "do_not_contact"
+    assert {r["external_id"]: r["reason"] for r in decisions(tmp_path / "a.csv")}["E1"] == ""
+
+
+def test_explain_lists_every_rule_and_the_evidence(dealership):
+    files, db = dealership
+    import json
+
+    result = ok("explain", "--tenant", "acme-motors", "--contact", "S7", "--channel", "sms", "--class", "survey", "--at", AT, "--json", "--db", db)
+    body = json.loads(result.out)
+    assert len(body["rules"]) == 12
+    failing = [rule for rule in body["rules"] if rule["verdict"] == "fail"]
+    assert failing[0]["code"] == "do_not_contact"
+    assert any(event["action"] == "block" and event["method"] == "sms_keyword" for event in failing[0]["events"])
+    # An individual reply to an opted-out customer is allowed; one to a STOPped number is not.
+    individual = json.loads(ok("explain", "--tenant", "acme-motors", "--contact", "E7", "--channel", "email", "--class", "marketing",
+                               "--kind", "individual", "--at", AT, "--json", "--db", db).out)
+    assert all(rule["verdict"] != "fail" for rule in individual["rules"])
+    text = ok("explain", "--tenant", "acme-motors", "--contact", "S7", "--channel", "sms", "--class", "survey", "--at", AT, "--db", db).out
+    assert "do_not_contact" in text and "SUPPRESS" in text
