@@ -82,7 +82,8 @@ def _register() -> None:
         ("engine.cli_send", "send"),
         ("engine.cli_capture", "capture"),
         ("engine.cli_serve", "serve"),
-        ("engine.cli_serve", "worker"),
+        ("engine.cli_worker", "worker"),
+        ("engine.cli_serve", "keys"),
     ):
         try:
             command = getattr(importlib.import_module(module), name)

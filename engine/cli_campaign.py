@@ -59,8 +59,11 @@ def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, bat
     at_us = parse_at(at)
 
     async def _check():
+        from engine.send.runner import validate_templates
+
         engine = make_engine(ctx.settings().database_url)
         try:
+            validate_templates(definition)
             async with engine.connect() as conn:
                 tenant = await _tenant_for(conn, definition, load_tenant)
                 total = await _audience_size(conn, tenant.id) if sys.stderr.isatty() else None

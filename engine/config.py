@@ -24,6 +24,8 @@ class Settings:
     # Signs unsubscribe tokens and webhook URLs. Set it in production; the default only
     # suits a machine whose links never leave it.
     secret: str = "consentry-development-secret"
+    # The number individual replies are texted from when --from is not given.
+    sms_from: str = "+15550001111"
     batch_size: int = 1000
 
     @classmethod
@@ -39,6 +41,7 @@ class Settings:
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", d.twilio_auth_token),
             public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
             secret=env.get("CONSENTRY_SECRET", d.secret),
+            sms_from=env.get("CONSENTRY_SMS_FROM", d.sms_from),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

@@ -118,6 +118,7 @@ async def iter_batches(
     batch_size: int = 1000,
     cap: Cap | None = None,
     after_id: int = 0,
+    upto_id: int | None = None,
 ) -> AsyncIterator[Batch]:
     """Yield the audience a batch at a time, each loaded in its own short transaction.
 
@@ -127,6 +128,8 @@ async def iter_batches(
     """
     clock = now_us if callable(now_us) else (lambda: now_us)
     base = _contact_query(tenant_id, channel, audience)
+    if upto_id is not None:
+        base = base.where(_contacts.c.id <= upto_id)
     contiguous = audience.is_empty()
     last_id = after_id
     while True:
@@ -178,4 +181,25 @@ async def iter_batches(
         yield Batch(contacts, ledger, recent, now)
         last_id = ids[-1]
         if len(contacts) < batch_size:
+            return
+
+
+async def iter_bounds(
+    engine: AsyncEngine, tenant_id: int, audience: Audience, batch_size: int
+) -> AsyncIterator[tuple[int, int]]:
+    """The audience cut into batches as (after_id, upto_id] ranges, reading ids only.
+
+    This is how a distributed run names its batch jobs: the same audience always cuts
+    the same way, so a job id (campaign, after_id) is deterministic.
+    """
+    query = _contact_query(tenant_id, "email", audience).with_only_columns(_contacts.c.id)
+    last_id = 0
+    while True:
+        async with engine.connect() as conn:
+            ids = (await conn.execute(query.where(_contacts.c.id > last_id).limit(batch_size))).scalars().all()
+        if not ids:
+            return
+        yield last_id, ids[-1]
+        last_id = ids[-1]
+        if len(ids) < batch_size:
             return

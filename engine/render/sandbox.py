@@ -35,6 +35,7 @@ from jinja2.sandbox import (
     UNSAFE_COROUTINE_ATTRIBUTES,
     UNSAFE_GENERATOR_ATTRIBUTES,
     ImmutableSandboxedEnvironment,
+    safe_range,
 )
 
 from engine.render.errors import (
@@ -137,7 +138,15 @@ def environment(*, html: bool) -> jinja2.Environment:
     )
     for name in ("center", "indent", "format"):
         env.filters[name] = _capped_filter(env.filters[name])
+    env.globals["range"] = _range
     return env
+
+
+def _range(*args: int) -> range:
+    try:
+        return safe_range(*args)
+    except OverflowError as exc:  # more than jinja2.sandbox.MAX_RANGE items
+        raise SecurityError(str(exc)) from exc
 
 
 class CompiledTemplate:
@@ -167,7 +176,11 @@ class CompiledTemplate:
             raise TemplateSecurityError(self.origin, str(exc)) from exc
         except UndefinedError as exc:
             message = str(exc)
-            raise UndefinedVariableError(self.origin, _undefined_name(message), message) from exc
+            name = _undefined_name(message)
+            if name is not None and is_unsafe_attribute(name):
+                # An unsafe attribute of something the sandbox already refused to give.
+                raise TemplateSecurityError(self.origin, message) from exc
+            raise UndefinedVariableError(self.origin, name, message) from exc
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
                 RecursionError) as exc:
             raise TemplateRenderError(self.origin, f"{type(exc).__name__}: {exc}") from exc

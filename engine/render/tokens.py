@@ -7,7 +7,8 @@ and without anything a recipient could change to unsubscribe someone else:
                | HMAC-SHA256(secret, DOMAIN | those bytes)[:16] )
 
 `campaign_id` 0 on the wire means none (an individual message). Ids are LEB128 varints, so
-a typical token is 25-30 characters: short enough for an SMS and a mailto subject. The MAC
+a token of a real deployment is 30-36 characters: short enough for an SMS or a mailto
+subject. The MAC
 is truncated to 128 bits, far beyond what online guessing can reach. Tokens do not expire:
 CAN-SPAM wants an unsubscribe link to keep working for at least 30 days after the send,
 and a working old link harms no one. Rotating the secret: verify with (new, old) until the
@@ -17,6 +18,7 @@ old links no longer matter.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -63,7 +65,10 @@ def verify_token(secret: bytes | Sequence[bytes], token: str) -> TokenClaims | N
     None when it is malformed, tampered with or signed with another secret."""
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         return None
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except binascii.Error:  # a length no encoding produces
+        return None
     # One token, one spelling: refuse encodings whose unused trailing bits were changed.
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
         return None

@@ -10,13 +10,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
 
 from engine.config import Settings
 from engine.db.tenants import TenantRecord
-from engine.render import EmailSkeleton, SmsRenderer, compile_campaign_templates, sign_token
+from engine.render import (
+    CampaignContext,
+    EmailSkeleton,
+    SmsBody,
+    SmsRenderer,
+    TemplateSource,
+    compile_campaign_templates,
+)
 from engine.send.launch import CampaignRecord
+from engine.timeutil import now_us
 
 
 @dataclass(slots=True)
@@ -39,48 +46,37 @@ class Content:
     def __init__(self, record: CampaignRecord, tenant: TenantRecord, settings: Settings) -> None:
         model = record.definition.model
         self.record = record
-        self.tenant = tenant
-        self.settings = settings
         self.channel = model.channel
         self.secret = settings.secret.encode()
         self.sender_email = model.sender.email
         self.sender_phone = model.sender.phone
-        self.sender_name = model.sender.name or tenant.name
-        self.agent_name = model.agent_name or self.sender_name
+        sender_name = model.sender.name or tenant.name
         self.domain = (self.sender_email or "consentry.invalid").rpartition("@")[2]
-        templates = compile_campaign_templates(record.templates)
         policy = tenant.policy
+        self.campaign_context = CampaignContext(
+            tenant_id=tenant.id, campaign_id=record.id, channel=self.channel, secret=self.secret,
+            public_url=settings.public_url, tenant_name=tenant.name,
+            postal_address=policy.get("postal_address") or "", sender_name=sender_name,
+            agent_name=model.agent_name or sender_name,
+        )
+        source = TemplateSource.from_snapshot(record.templates["source"])
+        templates = compile_campaign_templates(source, subject=record.templates.get("subject"))
         if self.channel == "email":
-            self.email = EmailSkeleton(
-                sender_name=self.sender_name,
-                sender_email=self.sender_email,
-                subject_template=templates.subject,
-                text_template=templates.text,
-                html_template=templates.html,
-                bulk=model.kind == "bulk",
-                postal_address=policy.get("postal_address") or "",
-                unsubscribe_mailto=f"unsubscribe@{self.domain}",
+            self.email = EmailSkeleton.from_templates(
+                templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == "bulk",
+                postal_address=policy.get("postal_address") or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
             )
         else:
-            self.sms = SmsRenderer(templates.text, policy["sms"])
+            self.sms = SmsRenderer.from_templates(
+                templates, opt_out_footer=policy["sms"]["opt_out_footer"], opt_in_message=policy["sms"]["opt_in_message"]
+            )
 
     def context(self, job: Job) -> dict[str, Any]:
-        token = sign_token(self.secret, self.tenant.id, self.record.id, job.contact_id, self.channel)
-        base = self.settings.public_url
-        return {
-            "first_name": job.first_name or "",
-            "last_name": job.last_name or "",
-            "external_id": job.external_id,
-            "email": job.address if self.channel == "email" else "",
-            "phone": job.address if self.channel == "sms" else "",
-            "tenant_name": self.tenant.name,
-            "postal_address": self.tenant.policy.get("postal_address") or "",
-            "unsubscribe_url": f"{base}/u/{token}",
-            "preferences_url": f"{base}/p/{token}",
-            "sender_name": self.sender_name,
-            "agent_name": self.agent_name,
-            "unsubscribe_token": token,
-        }
+        return self.campaign_context.for_recipient(
+            job.contact_id, external_id=job.external_id, first_name=job.first_name, last_name=job.last_name,
+            email=job.address if self.channel == "email" else None,
+            phone=job.address if self.channel == "sms" else None,
+        )
 
     def message_id(self, job: Job) -> str:
         """Deterministic per delivery, so an in-doubt resend carries the same Message-ID."""
@@ -88,14 +84,19 @@ class Content:
         return f"<c{self.record.id}.r{job.contact_id}.{tag}@{self.domain}>"
 
     def email_bytes(self, job: Job) -> bytes:
-        name = " ".join(part for part in (job.first_name, job.last_name) if part)
-        return self.email.render(job.address, name, self.context(job), self.message_id(job), formatdate(localtime=False, usegmt=True))
+        name = " ".join(part for part in (job.first_name, job.last_name) if part) or None
+        return self.email.render(job.address, name, self.context(job), self.message_id(job), now_us())
 
-    def sms_body(self, job: Job):  # noqa: ANN201 - engine.render.SmsBody
+    def sms_body(self, job: Job) -> SmsBody:
         context = self.context(job)
         if job.purpose == "opt_in_request":
             return self.sms.render_opt_in_request(context)
         return self.sms.render(context, first_touch=job.first_touch)
+
+
+def snapshot_templates(source: TemplateSource, subject: str | None) -> dict[str, Any]:
+    """What a launch records, so a resume renders exactly what was launched."""
+    return {"source": source.snapshot(), "subject": subject}
 
 
 class EmailChannel:

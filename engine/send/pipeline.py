@@ -85,7 +85,9 @@ class CampaignRun:
         transport,  # noqa: ANN001 - engine.send.content.Transport
         options: SendOptions,
         observer: Callable[[str, int], None] | None = None,
+        id_range: tuple[int, int | None] = (0, None),
     ) -> None:
+        self.id_range = id_range
         self.engine = engine
         self.record = record
         self.tenant = tenant
@@ -130,7 +132,8 @@ class CampaignRun:
         clock = self.options.at_us if self.options.at_us is not None else now_us
         cap = cap_for(self.tenant.policy, self.channel)
         async for batch in iter_batches(
-            self.engine, self.tenant.id, self.channel, self.definition.model.audience, clock, self.options.batch_size, cap
+            self.engine, self.tenant.id, self.channel, self.definition.model.audience, clock, self.options.batch_size, cap,
+            after_id=self.id_range[0], upto_id=self.id_range[1],
         ):
             jobs = await self._gate_and_record(batch)
             for start in range(0, len(jobs), MARK_CHUNK):

@@ -12,8 +12,8 @@ from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
-from engine.render import find_templates, snapshot_templates
-from engine.send.content import Content, EmailChannel, SmsChannel
+from engine.render import RenderError, compile_campaign_templates, find_templates
+from engine.send.content import Content, EmailChannel, SmsChannel, snapshot_templates
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 from engine.timeutil import now_us
@@ -47,12 +47,7 @@ async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> Ten
 
 async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -> tuple[CampaignRecord, TenantRecord]:
     tenant = await tenant_for(engine, definition)
-    model = definition.model
-    try:
-        source = find_templates(model.channel, model.template, definition.directory)
-    except LookupError as exc:
-        raise definition.error("template", str(exc)) from None
-    templates = snapshot_templates(source, subject=model.subject)
+    templates = validate_templates(definition)
     async with engine.begin() as conn:
         record = await launch(conn, definition, tenant, templates)
     if not record.created:
@@ -60,6 +55,20 @@ async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -
         async with engine.connect() as conn:
             tenant = await load_tenant(conn, definition.tenant, record.policy_version)
     return record, tenant
+
+
+def validate_templates(definition: CampaignDefinition) -> dict:
+    """Find and compile the campaign's templates; returns the snapshot a launch records.
+
+    A missing or unsafe template is the launcher's to fix, before anything is recorded.
+    """
+    model = definition.model
+    try:
+        source = find_templates(model.channel, model.template, definition.directory)
+        compile_campaign_templates(source, subject=model.subject)
+    except RenderError as exc:
+        raise definition.error("template", str(exc)) from None
+    return snapshot_templates(source, subject=model.subject)
 
 
 async def resume_target(engine: AsyncEngine, tenant_code: str, code: str) -> tuple[CampaignRecord, TenantRecord]:
@@ -78,14 +87,32 @@ async def run_campaign(
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
 ) -> SendResult:
-    content = Content(record, tenant, settings)
-    channel, closer = await open_channel(record.definition.channel, settings, options.concurrency)
     async with engine.begin() as conn:
         await ledger.set_campaign_status(conn, record.id, "running", now_us())
+    summary = await run_range(engine, record, tenant, settings, options, observer)
+    return await settle(engine, record, tenant, summary)
+
+
+async def run_range(
+    engine: AsyncEngine,
+    record: CampaignRecord,
+    tenant: TenantRecord,
+    settings: Settings,
+    options: SendOptions,
+    observer: Callable[[str, int], None] | None = None,
+    id_range: tuple[int, int | None] = (0, None),
+) -> RunSummary:
+    """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default."""
+    content = Content(record, tenant, settings)
+    channel, closer = await open_channel(record.definition.channel, settings, options.concurrency)
     try:
-        summary = await CampaignRun(engine, record, tenant, content, channel, options, observer).run()
+        return await CampaignRun(engine, record, tenant, content, channel, options, observer, id_range).run()
     finally:
         await closer()
+
+
+async def settle(engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary) -> SendResult:
+    """Count the ledger and set the campaign's status from it."""
     async with engine.begin() as conn:
         counts = await ledger.counts_by_state(conn, tenant.id, record.id)
         result = SendResult(record, summary, "", counts)
@@ -95,13 +122,19 @@ async def run_campaign(
 
 
 async def open_channel(channel: str, settings: Settings, concurrency: int):  # noqa: ANN201
-    """The transport for a channel, and how to close it."""
+    """The pipeline's adapter for a channel, and how to close it."""
+    transport, closer = await open_channel_transport(channel, settings, concurrency)
+    return (EmailChannel(transport) if channel == "email" else SmsChannel(transport)), closer
+
+
+async def open_channel_transport(channel: str, settings: Settings, concurrency: int):  # noqa: ANN201
+    """The transport for a channel (an SMTP pool, a Twilio client), and how to close it."""
     if channel == "email":
         from engine.transports.smtp import SmtpPool
 
         pool = SmtpPool(settings.smtp_url, size=max(1, min(concurrency, 8)))
-        return EmailChannel(pool), pool.close
+        return pool, pool.close
     from engine.transports.sms import TwilioSms
 
     client = TwilioSms(settings.twilio_url, settings.twilio_account_sid, settings.twilio_auth_token, concurrency=concurrency)
-    return SmsChannel(client), client.close
+    return client, client.close

@@ -1,0 +1,111 @@
+"""Recording consent events: the one way into the append-only ledger.
+
+The consent import, the contacts import (`opted_out=true`) and the send pipeline
+(webhooks: STOP / START keywords, hard bounces, spam complaints, carrier errors) all record
+events here, so the projections on `contacts` move the same way whoever records:
+
+- `opt_out` / `opt_in` set `contacts.opted_out` when the event is not older than the
+  instant the flag last changed (`opted_out_changed_at_us`); at equal instants the event
+  recorded last wins, the order gating reads the ledger in;
+- `review` moves `contacts.reviewed_at_us` forward.
+
+Events are only ever inserted: nothing here updates or deletes a ledger row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.db.models import ContactPoint
+from engine.imports.statements import EVENT_FIELDS, executemany, prepared
+from engine.timeutil import now_us
+
+__all__ = [
+    "ACTIONS",
+    "CHANNELS",
+    "PARTIES",
+    "contact_ids_for_address",
+    "record_event_rows",
+    "record_events",
+]
+
+ACTIONS = ("grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review")
+CHANNELS = ("email", "sms", "voice", "letter", "social", "*")
+PARTIES = ("first", "third", "*")
+
+_REQUIRED = ("contact_id", "action", "method", "occurred_at_us")
+_OPTIONAL = ("channel", "class_code", "party", "address", "actor", "basis", "note", "cause", "recorded_at_us")
+_ACTION = EVENT_FIELDS.index("action")
+_CONTACT = EVENT_FIELDS.index("contact_id")
+_OCCURRED = EVENT_FIELDS.index("occurred_at_us")
+
+
+async def record_events(
+    conn: AsyncConnection,
+    tenant_id: int,
+    events: Iterable[Mapping[str, object]],
+    *,
+    recorded_at_us: int | None = None,
+) -> int:
+    """Append events to a tenant's ledger and update the contacts' projections.
+
+    Each event is a mapping with `contact_id`, `action` (one of ACTIONS), `method` and
+    `occurred_at_us`, and optionally `channel`, `class_code`, `party`, `address` (spelled as
+    `normalize_address` returns it), `actor`, `basis`, `note`, `cause` (for suppressions the
+    system records: `hard_bounce`, `spam_complaint`, `carrier_unsubscribed`,
+    `invalid_number`, `sms_keyword`...) and `recorded_at_us` (default: now). Runs inside
+    the caller's transaction; returns the number of events recorded.
+    """
+    stamp = now_us() if recorded_at_us is None else recorded_at_us
+    rows = [_row(tenant_id, event, stamp) for event in events]
+    await record_event_rows(conn, rows)
+    return len(rows)
+
+
+def _row(tenant_id: int, event: Mapping[str, object], stamp: int) -> tuple:
+    missing = [key for key in _REQUIRED if event.get(key) is None]
+    unknown = set(event) - set(_REQUIRED) - set(_OPTIONAL)
+    if missing or unknown:
+        raise ValueError(f"consent event {dict(event)!r}: missing {missing}, unknown {sorted(unknown)}")
+    if event["action"] not in ACTIONS:
+        raise ValueError(f"consent event action {event['action']!r} is not one of {ACTIONS}")
+    values = {"tenant_id": tenant_id, "recorded_at_us": stamp, **event}
+    return tuple(values.get(name) for name in EVENT_FIELDS)
+
+
+async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    """The bulk form of record_events: complete rows in `EVENT_FIELDS` order, in order."""
+    if not rows:
+        return
+    await executemany(conn, prepared(conn, "insert_events"), rows)
+    await _project(conn, rows)
+
+
+async def _project(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
+    tenant = EVENT_FIELDS.index("tenant_id")
+    opted = [
+        (row[tenant], row[_CONTACT], row[_OCCURRED], row[_ACTION] == "opt_out")
+        for row in rows
+        if row[_ACTION] in ("opt_out", "opt_in")
+    ]
+    await executemany(conn, prepared(conn, "project_opted_out"), opted)
+    reviewed = [(row[tenant], row[_CONTACT], row[_OCCURRED]) for row in rows if row[_ACTION] == "review"]
+    await executemany(conn, prepared(conn, "project_reviewed"), reviewed)
+
+
+async def contact_ids_for_address(conn: AsyncConnection, tenant_id: int, kind: str, address: str) -> list[int]:
+    """The tenant's contacts whose current `kind` point (`email`/`phone`) is this address.
+
+    For webhooks and bounces, which know an address, not a contact: normalise it first
+    (`normalize_email`, `normalize_phone`).
+    """
+    points = ContactPoint.__table__
+    query = (
+        select(points.c.contact_id)
+        .where(points.c.tenant_id == tenant_id, points.c.kind == kind, points.c.address == address)
+        .order_by(points.c.contact_id)
+    )
+    return list((await conn.execute(query)).scalars())

@@ -1,0 +1,216 @@
+"""The SQL that imports and the ledger run, written with SQLAlchemy Core, run in bulk.
+
+Statements are Core constructs (dialect-aware: SQLite and PostgreSQL share `INSERT ... ON
+CONFLICT`, not every spelling), compiled once per dialect into the driver's own SQL and
+run with `exec_driver_sql` on lists of tuples: sqlite3 `executemany` in one call, asyncpg's
+pipelined `executemany`. Passing dictionaries through `Connection.execute` costs about
+25 µs a row in bind processing, more than SQLite spends storing the row, and would make
+the database half of an import slower than the validation half
+(docs/benchmarks-import.md).
+
+Lookups by many external_ids bind one parameter (a JSON array on SQLite, a text[] on
+PostgreSQL) instead of expanding an IN list of thousands of parameters per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ARRAY, String, any_, bindparam, func, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.db.models import ConsentEvent, Contact, ContactPoint
+
+__all__ = [
+    "CONTACT_FIELDS",
+    "EVENT_FIELDS",
+    "POINT_FIELDS",
+    "Prepared",
+    "contacts_by_external_id",
+    "executemany",
+    "prepared",
+]
+
+_contacts = Contact.__table__
+_points = ContactPoint.__table__
+_events = ConsentEvent.__table__
+
+CONTACT_FIELDS = (
+    "tenant_id", "external_id", "first_name", "last_name", "timezone", "country", "region",
+    "lead_source", "opted_out", "opted_out_changed_at_us", "reviewed_at_us", "created_at_us",
+    "updated_at_us",
+)
+POINT_FIELDS = ("tenant_id", "contact_id", "kind", "address", "is_valid", "zones", "updated_at_us")
+EVENT_FIELDS = (
+    "tenant_id", "contact_id", "action", "channel", "class_code", "party", "address", "method",
+    "occurred_at_us", "recorded_at_us", "actor", "basis", "note", "cause",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Driver SQL and, when its placeholders are not in field order, how to reorder."""
+
+    sql: str
+    order: tuple[int, ...] | None
+
+
+async def executemany(conn: AsyncConnection, statement: Prepared, rows: Sequence[tuple]) -> None:
+    """Run a prepared statement once per row tuple, in one driver call."""
+    if not rows:
+        return
+    if statement.order is not None:
+        order = statement.order
+        rows = [tuple(row[i] for i in order) for row in rows]
+    await conn.exec_driver_sql(statement.sql, list(rows))
+
+
+def prepared(conn: AsyncConnection, name: str) -> Prepared:
+    """A named statement compiled for this connection's dialect (cached per dialect)."""
+    dialect = conn.dialect
+    key = (dialect.name, dialect.driver, dialect.paramstyle, name)
+    statement = _COMPILED.get(key)
+    if statement is None:
+        statement = _COMPILED[key] = _compile(dialect, name)
+    return statement
+
+
+# A memo of pure compilations: the same SQL for every engine of one dialect and driver.
+_COMPILED: dict[tuple[str, str, str, str], Prepared] = {}
+
+
+def _compile(dialect: Dialect, name: str) -> Prepared:
+    statement, fields = _BUILDERS[name](dialect)
+    if isinstance(statement, tuple):  # (construct, column_keys) of an INSERT
+        statement, keys = statement
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    else:
+        compiled = statement.compile(dialect=dialect)
+    names = compiled.positiontup or ()
+    order = tuple(fields.index(n) for n in names)
+    if len(set(order)) != len(fields):  # a field the SQL does not use is a bug here
+        raise RuntimeError(f"statement {name} binds {names}, expected {fields}")
+    return Prepared(str(compiled), None if order == tuple(range(len(fields))) else order)
+
+
+def _insert(dialect: Dialect):
+    def insert(table):
+        # inline(): no implicit RETURNING of the new key, which executemany cannot return.
+        module = postgresql if dialect.name == "postgresql" else sqlite
+        return module.insert(table).inline()
+
+    return insert
+
+
+def _upsert_contacts(dialect: Dialect):
+    # Upsert by (tenant, external_id). An empty cell arrives as NULL and keeps the stored
+    # value (COALESCE), so a partial file never erases data. `opted_out` is only written
+    # for new contacts (false): the flag is a projection of the ledger, moved by
+    # ledger.record_event_rows when an opt_out is recorded.
+    insert = _insert(dialect)(_contacts)
+    new = insert.excluded
+    keep = {
+        name: func.coalesce(getattr(new, name), _contacts.c[name])
+        for name in ("first_name", "last_name", "timezone", "country", "region", "lead_source", "reviewed_at_us")
+    }
+    statement = insert.on_conflict_do_update(
+        index_elements=[_contacts.c.tenant_id, _contacts.c.external_id],
+        set_={**keep, "updated_at_us": new.updated_at_us},
+    )
+    return (statement, CONTACT_FIELDS), CONTACT_FIELDS
+
+
+def _upsert_points(dialect: Dialect):
+    # One point per (contact, kind): a changed address replaces the old one. Ledger events
+    # name addresses themselves, so events about the old address keep their meaning.
+    insert = _insert(dialect)(_points)
+    new = insert.excluded
+    statement = insert.on_conflict_do_update(
+        index_elements=[_points.c.tenant_id, _points.c.contact_id, _points.c.kind],
+        set_={
+            "address": new.address,
+            "is_valid": new.is_valid,
+            "zones": new.zones,
+            "updated_at_us": new.updated_at_us,
+        },
+        # Re-importing an unchanged list rewrites nothing.
+        where=or_(
+            _points.c.address != new.address,
+            _points.c.is_valid != new.is_valid,
+            _points.c.zones.is_distinct_from(new.zones),
+        ),
+    )
+    return (statement, POINT_FIELDS), POINT_FIELDS
+
+
+def _insert_events(dialect: Dialect):
+    return (_insert(dialect)(_events), EVENT_FIELDS), EVENT_FIELDS
+
+
+def _project_opted_out(_dialect: Dialect):
+    # The contacts.opted_out projection follows the latest opt_out/opt_in; at equal
+    # instants the event recorded last wins, the order gating reads the ledger in.
+    statement = (
+        update(_contacts)
+        .where(
+            _contacts.c.tenant_id == bindparam("tenant_id"),
+            _contacts.c.id == bindparam("contact_id"),
+            or_(
+                _contacts.c.opted_out_changed_at_us.is_(None),
+                _contacts.c.opted_out_changed_at_us <= bindparam("occurred_at_us"),
+            ),
+        )
+        .values(opted_out=bindparam("value"), opted_out_changed_at_us=bindparam("occurred_at_us"))
+    )
+    return statement, ("tenant_id", "contact_id", "occurred_at_us", "value")
+
+
+def _project_reviewed(_dialect: Dialect):
+    statement = (
+        update(_contacts)
+        .where(
+            _contacts.c.tenant_id == bindparam("tenant_id"),
+            _contacts.c.id == bindparam("contact_id"),
+            or_(
+                _contacts.c.reviewed_at_us.is_(None),
+                _contacts.c.reviewed_at_us < bindparam("occurred_at_us"),
+            ),
+        )
+        .values(reviewed_at_us=bindparam("occurred_at_us"))
+    )
+    return statement, ("tenant_id", "contact_id", "occurred_at_us")
+
+
+_BUILDERS = {
+    "upsert_contacts": _upsert_contacts,
+    "upsert_points": _upsert_points,
+    "insert_events": _insert_events,
+    "project_opted_out": _project_opted_out,
+    "project_reviewed": _project_reviewed,
+}
+
+
+def _external_ids_param(conn: AsyncConnection, external_ids: Sequence[str]):
+    if conn.dialect.name == "postgresql":
+        clause = _contacts.c.external_id == any_(bindparam("ids", type_=ARRAY(String)))
+        return clause, list(external_ids)
+    values = select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
+    return _contacts.c.external_id.in_(values), json.dumps(list(external_ids))
+
+
+async def contacts_by_external_id(
+    conn: AsyncConnection, tenant_id: int, external_ids: Sequence[str], *columns
+) -> dict[str, tuple]:
+    """`external_id -> (id, *columns)` for those of the ids the tenant has."""
+    if not external_ids:
+        return {}
+    clause, ids = _external_ids_param(conn, external_ids)
+    query = select(_contacts.c.external_id, _contacts.c.id, *columns).where(
+        _contacts.c.tenant_id == tenant_id, clause
+    )
+    result = await conn.execute(query, {"ids": ids})
+    return {row[0]: tuple(row[1:]) for row in result}

@@ -1,0 +1,141 @@
+"""`send individual`: a salesperson's one-to-one reply.
+
+Gated as an *individual* message: it reaches a customer who opted out of bulk marketing
+(rules 5-12 do not apply) but never an address that is blocked (a STOP, an unsubscribe from
+everything, a hard bounce) nor a lead still waiting to say YES to texts. The body is the
+salesperson's own words: it is inserted as data, never evaluated as a template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from campaigns.definition import Audience
+from engine.check import reason_code
+from engine.config import Settings
+from engine.db import deliveries as ledger
+from engine.db.batches import iter_batches
+from engine.db.tenants import load_tenant
+from engine.errors import ConsentryError, InputError, NotFoundError
+from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
+from engine.render.context import STANDARD_VARIABLES
+from engine.timeutil import now_us
+from engine.transports.errors import PermanentError, TransientError
+from gating import BatchEvaluator, Message, TenantPolicy, compile_policy
+
+_BODY_VARIABLES = STANDARD_VARIABLES | {"body", "subject"}
+
+
+class NotSent(ConsentryError):
+    """The reply was held back by a rule that binds individual messages too."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndividualResult:
+    external_id: str
+    channel: str
+    address: str
+    provider_id: str
+    segments: int | None
+
+
+def default_class(policy: dict) -> str:
+    """A reply is not marketing: the first exempt class, else the first class."""
+    for code, spec in policy["classes"].items():
+        if spec.get("mode") == "exempt":
+            return code
+    return next(iter(policy["classes"]))
+
+
+async def send_individual(
+    engine: AsyncEngine,
+    settings: Settings,
+    tenant_code: str,
+    external_id: str,
+    channel: str,
+    body: str,
+    subject: str | None,
+    sender: str | None = None,
+    class_code: str | None = None,
+) -> IndividualResult:
+    if not body.strip():
+        raise InputError("the message body is empty", field="--body")
+    if channel == "email" and not (subject and subject.strip()):
+        raise InputError("an email needs a subject", field="--subject")
+    async with engine.connect() as conn:
+        tenant = await load_tenant(conn, tenant_code)
+    class_code = class_code or default_class(tenant.policy)
+    if class_code not in tenant.policy["classes"]:
+        raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
+    message = Message(kind="individual", channel=channel, class_code=class_code, party="first")
+    policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
+    now = now_us()
+    batch = None
+    async for batch in iter_batches(engine, tenant.id, channel, Audience(external_id=[external_id]), now, 1):
+        break
+    if batch is None:
+        raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")
+    row = batch.contacts[0]
+    decision = BatchEvaluator(policy, message).evaluate(batch.contacts, batch.ledger, {}, now)[0]
+    address = row[5]
+    base = {
+        "tenant_id": tenant.id, "campaign_id": None, "contact_id": row[0], "channel": channel, "kind": "individual",
+        "purpose": "campaign", "address": address, "decision": decision.decision, "reason": reason_code(decision) or None,
+        "attempts": 0, "created_at_us": now, "updated_at_us": now,
+    }
+    if decision.decision != "send":
+        async with engine.begin() as conn:
+            await ledger.insert_new(conn, [{**base, "state": "suppressed"}])
+        raise NotSent(f"not sent to {external_id} on {channel}: {reason_code(decision)} (see `consentry explain`)")
+
+    async with engine.begin() as conn:
+        first_touch = channel == "sms" and address not in await ledger.addresses_with(conn, tenant.id, "sms", [address])
+        delivery_id = (await ledger.insert_new(conn, [{**base, "state": "pending"}]))[row[0]]
+    context = recipient_context({"body": body, "subject": subject or ""}, external_id=external_id, tenant_name=tenant.name)
+    from engine.send.runner import open_channel_transport
+
+    transport, closer = await open_channel_transport(channel, settings, 1)
+    try:
+        async with engine.begin() as conn:
+            await ledger.mark_sending(conn, [delivery_id], now_us())
+        provider_id, segments, error, cause = None, None, None, None
+        try:
+            if channel == "email":
+                sender_email = sender or f"noreply@{tenant.code}.consentry.invalid"
+                skeleton = EmailSkeleton(
+                    sender_email=sender_email, sender_name=tenant.name,
+                    subject=compile_template("{{ subject }}", origin="--subject", variables=_BODY_VARIABLES),
+                    text=compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES), bulk=False,
+                )
+                domain = sender_email.rpartition("@")[2]
+                provider_id = f"<i{delivery_id}.{now}@{domain}>"
+                await transport.send_raw(sender_email, [address], skeleton.render(address, None, context, provider_id, now_us()))
+            else:
+                renderer = SmsRenderer(
+                    compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES),
+                    opt_out_footer=tenant.policy["sms"]["opt_out_footer"],
+                )
+                text = renderer.render(context, first_touch=first_touch)
+                from_number = sender or settings.sms_from
+                provider_id, segments = await transport.send(address, from_number, text.text)
+                segments = segments or text.segments
+        except PermanentError as exc:
+            error, cause = f"{exc.code}: {exc.message}", exc.block_cause
+        except TransientError as exc:
+            error = f"transient: {exc}"
+        stamp = now_us()
+        state = "sent" if error is None else ("failed" if cause is not None or "transient" not in error else "pending")
+        async with engine.begin() as conn:
+            await ledger.update_rows(conn, [{
+                "_id": delivery_id, "state": state, "provider_id": provider_id, "segments": segments, "error": error,
+                "sent_at_us": stamp if state == "sent" else None, "updated_at_us": stamp,
+            }])
+            if cause:
+                await ledger.record_block(conn, tenant.id, row[0], channel, address, cause, error or "", stamp)
+        if error is not None:
+            raise ConsentryError(f"not sent to {external_id} on {channel}: {error}")
+    finally:
+        await closer()
+    return IndividualResult(external_id, channel, address, provider_id or "", segments)

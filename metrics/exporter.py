@@ -1,0 +1,76 @@
+"""Serving ``/metrics``: a standalone HTTP server (workers) and an aiohttp handler (the API).
+
+Both speak the Prometheus text format, or OpenMetrics when the scraper asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["MetricsServer", "start_metrics_server", "metrics_handler", "add_metrics_route", "REGISTRY_KEY"]
+
+# Set on an aiohttp application to serve a registry other than the process-wide one.
+REGISTRY_KEY = web.AppKey("consentry_metrics_registry", CollectorRegistry)
+
+
+class MetricsServer:
+    """A running ``/metrics`` endpoint on its own thread; ``close()`` stops it."""
+
+    def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self.host: str = httpd.server_address[0]
+        self.port: int = httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_metrics_server(
+    host: str = "127.0.0.1", port: int = 0, registry: CollectorRegistry = REGISTRY
+) -> MetricsServer:
+    """Serve ``registry`` over HTTP on a daemon thread; port 0 picks a free port.
+
+    For processes without a web server of their own (``consentry worker``). The default host
+    is loopback: exposing metrics beyond the machine is a deployment decision.
+    """
+    httpd, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(httpd, thread)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """aiohttp handler for ``GET /metrics``."""
+    registry = request.config_dict.get(REGISTRY_KEY, REGISTRY)
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    # Collecting walks every series under the registry's lock; off the event loop, so a big
+    # registry cannot stall requests in flight.
+    body = await asyncio.get_running_loop().run_in_executor(None, encode, registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_metrics_route(
+    app: web.Application, registry: CollectorRegistry | None = None, path: str = "/metrics"
+) -> None:
+    """Add ``GET path`` serving ``registry`` (default: the process-wide one) to ``app``."""
+    if registry is not None:
+        app[REGISTRY_KEY] = registry
+    app.router.add_get(path, metrics_handler)
