@@ -59,7 +59,7 @@ def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, bat
     at_us = parse_at(at)
 
     async def _check():
-        from engine.send.runner import validate_templates
+        from engine.send.content import validate_templates
 
         engine = make_engine(ctx.settings().database_url)
         try:
@@ -177,16 +177,15 @@ def _print_explanation(body: dict) -> None:
     console.print(table)
 
 
-def _send_options(at: str | None, batch_size: int, concurrency: int):  # noqa: ANN202
+def _send_options(settings, at: str | None, batch_size: int, concurrency: int):  # noqa: ANN001, ANN202
     from engine.send.pipeline import SendOptions
 
-    settings_env = __import__("os").environ
     return SendOptions(
         at_us=parse_at(at) if at else None,
         batch_size=batch_size,
         concurrency=concurrency,
-        max_attempts=int(settings_env.get("CONSENTRY_RETRY_ATTEMPTS", "5")),
-        retry_base_s=float(settings_env.get("CONSENTRY_RETRY_BASE_S", "0.5")),
+        max_attempts=settings.retry_attempts,
+        retry_base_s=settings.retry_base_s,
     )
 
 
@@ -226,7 +225,7 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
         ctx_click = click.get_current_context()
         ctx_click.invoke(campaign_check, path=path, at=at, out=None, batch_size=batch_size, as_json=False)
         return
-    options = _send_options(at, batch_size, concurrency)
+    options = _send_options(settings, at, batch_size, concurrency)
 
     async def _send():
         from engine.db.session import make_engine
@@ -255,7 +254,7 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int) -> None:  # noqa: ANN001
     """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
-    options = _send_options(None, batch_size, concurrency)
+    options = _send_options(settings, None, batch_size, concurrency)
 
     async def _resume():
         from engine.db.session import make_engine

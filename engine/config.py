@@ -27,6 +27,10 @@ class Settings:
     # The number individual replies are texted from when --from is not given.
     sms_from: str = "+15550001111"
     batch_size: int = 1000
+    # Transient delivery failures: attempts per message and the first backoff (doubling,
+    # with full jitter) before a delivery is left pending for `campaign resume`.
+    retry_attempts: int = 5
+    retry_base_s: float = 0.5
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -42,6 +46,25 @@ class Settings:
             public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
             secret=env.get("CONSENTRY_SECRET", d.secret),
             sms_from=env.get("CONSENTRY_SMS_FROM", d.sms_from),
+            retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
+            retry_base_s=_number(env, "CONSENTRY_RETRY_BASE_S", d.retry_base_s, float),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings
+
+
+def _number(env: Mapping[str, str], key: str, default: float, kind: type) -> float:
+    value = env.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        from engine.errors import InputError
+
+        raise InputError(f"{value!r} is not a number", field=key) from None
+    if number <= 0:
+        from engine.errors import InputError
+
+        raise InputError(f"{value!r} must be positive", field=key)
+    return number

@@ -204,8 +204,8 @@ def build_states(
                 mask |= _DO_NOT_CONTACT
             if out:
                 mask |= _OPTED_OUT
-            if not grant:
-                mask |= _REVOKED | _NO_CONSENT if cev is not None else _NO_CONSENT
+            if not grant:  # no covering event, or the latest one is a revoke
+                mask |= _NO_CONSENT if cev is None else _NO_CONSENT | _REVOKED
         if awaiting_live and sev is None and lead_source_waits(lead_source, excluded, source_cache):
             mask |= _AWAITING
         expires = NEVER

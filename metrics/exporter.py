@@ -6,17 +6,28 @@ Both speak the Prometheus text format, or OpenMetrics when the scraper asks for 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from aiohttp import web
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 
 __all__ = ["MetricsServer", "start_metrics_server", "metrics_handler", "add_metrics_route", "REGISTRY_KEY"]
 
 # Set on an aiohttp application to serve a registry other than the process-wide one.
 REGISTRY_KEY = web.AppKey("consentry_metrics_registry", CollectorRegistry)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds the process open
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one access-log line per scrape every 15 s is noise
 
 
 class MetricsServer:
@@ -53,7 +64,14 @@ def start_metrics_server(
     For processes without a web server of their own (``consentry worker``). The default host
     is loopback: exposing metrics beyond the machine is a deployment decision.
     """
-    httpd, thread = start_http_server(port, addr=host, registry=registry)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("MetricsHTTPServer", (_ThreadingServer,), {"address_family": family})
+    httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    # A short poll interval so close() returns promptly (the default is half a second).
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="metrics-server", daemon=True
+    )
+    thread.start()
     return MetricsServer(httpd, thread)
 
 

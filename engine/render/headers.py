@@ -89,7 +89,9 @@ def format_address(field: str, address: str, name: str | None = None) -> str:
     prefix = len(field) + 2
     if display.isascii() and "=?" not in display:
         if _ATEXT.issuperset(display):
-            tokens = display.split()
+            tokens: list[str] | None = display.split()
+            if prefix + len(tokens[0]) > MAX_LINE or max(map(len, tokens)) >= MAX_LINE:
+                tokens = None  # a word too long to fold: encoded words can be split
         else:
             quoted = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
             tokens = [quoted] if prefix + len(quoted) <= MAX_LINE else None

@@ -164,8 +164,10 @@ class EmailSkeleton:
         subject = self._static_subject
         if subject is None:
             subject = clean_display_text(self._subject.render(context))
-        text = self._text.render(context)
-        page = self._html.render(context) if self._html is not None else None
+        text = _normalise_lines(self._text.render(context))
+        page = None
+        if self._html is not None:
+            page = _normalise_lines(self._html.render(context))
         if self.bulk:
             preferences = str(context.get("preferences_url") or "")
             tenant_name = clean_display_text(str(context.get("tenant_name") or ""))
@@ -273,6 +275,13 @@ class EmailSkeleton:
                 return page + footer
             end = last.start()
         return page[:end] + footer + page[end:]
+
+
+def _normalise_lines(text: str) -> str:
+    """LF line endings and a final newline: what the wire will carry (as CRLF)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
 
 
 def html_escape(value: str) -> str:

@@ -14,13 +14,16 @@ from typing import Any
 
 from engine.config import Settings
 from engine.db.tenants import TenantRecord
+from campaigns.definition import CampaignDefinition
 from engine.render import (
     CampaignContext,
+    RenderError,
     EmailSkeleton,
     SmsBody,
     SmsRenderer,
     TemplateSource,
     compile_campaign_templates,
+    find_templates,
 )
 from engine.send.launch import CampaignRecord
 from engine.timeutil import now_us
@@ -125,3 +128,17 @@ class SmsChannel:
     async def reconcile(self, content: Content, job: Job) -> str | None:
         body = content.sms_body(job)
         return await self.client.find_sent(job.address, content.sender_phone, body.text, job.since_us)
+
+
+def validate_templates(definition: CampaignDefinition) -> dict:
+    """Find and compile the campaign's templates; returns the snapshot a launch records.
+
+    A missing or unsafe template is the launcher's to fix, before anything is recorded.
+    """
+    model = definition.model
+    try:
+        source = find_templates(model.channel, model.template, definition.directory)
+        compile_campaign_templates(source, subject=model.subject)
+    except RenderError as exc:
+        raise definition.error("template", str(exc)) from None
+    return snapshot_templates(source, subject=model.subject)

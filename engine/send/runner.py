@@ -12,8 +12,7 @@ from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
-from engine.render import RenderError, compile_campaign_templates, find_templates
-from engine.send.content import Content, EmailChannel, SmsChannel, snapshot_templates
+from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 from engine.timeutil import now_us
@@ -55,20 +54,6 @@ async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -
         async with engine.connect() as conn:
             tenant = await load_tenant(conn, definition.tenant, record.policy_version)
     return record, tenant
-
-
-def validate_templates(definition: CampaignDefinition) -> dict:
-    """Find and compile the campaign's templates; returns the snapshot a launch records.
-
-    A missing or unsafe template is the launcher's to fix, before anything is recorded.
-    """
-    model = definition.model
-    try:
-        source = find_templates(model.channel, model.template, definition.directory)
-        compile_campaign_templates(source, subject=model.subject)
-    except RenderError as exc:
-        raise definition.error("template", str(exc)) from None
-    return snapshot_templates(source, subject=model.subject)
 
 
 async def resume_target(engine: AsyncEngine, tenant_code: str, code: str) -> tuple[CampaignRecord, TenantRecord]:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import quopri
 import re
+from email.header import decode_header, make_header
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -138,8 +139,9 @@ def test_encoded_words_split_at_character_boundaries() -> None:
 def test_q_encoding_for_mostly_ascii_text() -> None:
     (word,) = encode_words("Café offer", phrase=False)
     assert word == "=?utf-8?q?Caf=C3=A9_offer?="
-    (word,) = encode_words("Café, Inc.", phrase=True)
-    assert word.startswith("=?utf-8?q?") and "," not in word and "." not in word
+    # In a display name, Q leaves only letters, digits and !*+-/ unencoded (RFC 2047 5.3).
+    (word,) = encode_words("Zoë Smith-Jones, Jr", phrase=True)
+    assert word == "=?utf-8?q?Zo=C3=AB_Smith-Jones=2C_Jr?="
 
 
 @settings(max_examples=300, deadline=None)
@@ -159,9 +161,15 @@ def test_any_text_round_trips_and_never_adds_a_header(subject: str, name: str) -
     assert str(message["Subject"]) == clean_display_text(subject)
     (address,) = message["To"].addresses
     assert address.addr_spec == "rcpt@example.com"
-    assert address.display_name == re.sub(" +", " ", clean_display_text(name)) or (
-        address.display_name == clean_display_text(name)
-    )
+    expected = clean_display_text(name)
+    phrase = to_value.rpartition(" <")[0].replace("\r\n", "") if expected else ""
+    if "=?" in phrase:
+        # Python's address parser puts a space between adjacent encoded words of a display
+        # name (its own generator's output too); RFC 2047 section 6.2 says to drop it, as
+        # the legacy decoder does.
+        assert str(make_header(decode_header(phrase))) == expected
+    else:
+        assert address.display_name in (expected, " ".join(expected.split()))
 
 
 # --- ids and dates -------------------------------------------------------------------

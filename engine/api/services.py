@@ -1,0 +1,41 @@
+"""What every handler of the HTTP service shares, kept on the aiohttp application.
+
+The application is built once with its settings, its database engine, its metrics and its
+clock (`build_app`); handlers read them through `services(request)`, never through
+globals, so a test runs the real application against its own database on port 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.config import Settings
+from metrics import Instruments
+
+__all__ = ["SERVICES", "Services", "services"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    instruments: Instruments
+    # The wall clock in microseconds (engine.timeutil.now_us); the instant every event this
+    # service records is dated at.
+    clock: Callable[[], int]
+
+    @property
+    def token_secret(self) -> bytes:
+        """The key of unsubscribe / preference tokens (the send pipeline signs with it)."""
+        return self.settings.secret.encode()
+
+
+SERVICES = web.AppKey("consentry_services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.config_dict[SERVICES]
