@@ -20,7 +20,7 @@ from gating.decisions import SEND, Decision, Defer
 from gating.message import Message
 from gating.quiet_hours import quiet_until
 from gating.reasons import Reason
-from gating.rules import DUPLICATE, QUIET, SUPPRESS_BY_BIT, timed_bits
+from gating.rules import DUPLICATE, EXPIRED, QUIET, REVIEW, SUPPRESS_BY_BIT
 from gating.state import build_states
 
 
@@ -61,11 +61,14 @@ class BatchEvaluator:
         quiet_cache: dict[tuple, Decision] = {}
         decisions: list[Decision] = []
         append = decisions.append
-        for state in states:
-            failing = state.mask
-            if now_us > state.hold_after_us:
-                failing |= timed_bits(state, now_us)
-            if remember and state.shared and state.address in sent:
+        # decide(), unrolled over the state's fields (rules.timed_bits inlined), plus rule 5.
+        for _cid, address, shared, failing, hold_after, expires, review_due, zones, _b, _o, _c, _s, _r in states:
+            if now_us > hold_after:
+                if now_us > expires:
+                    failing |= EXPIRED
+                if now_us > review_due:
+                    failing |= REVIEW
+            if remember and shared and address in sent:
                 failing |= DUPLICATE
             failing &= live
             if failing:
@@ -73,12 +76,11 @@ class BatchEvaluator:
                 continue
             decision = SEND
             if quiet is not None:
-                decision = quiet_cache.get(state.zones)
+                decision = quiet_cache.get(zones)
                 if decision is None:
-                    until = quiet_until(quiet, state.zones, now_us)
-                    decision = SEND if until is None else Defer(until, Reason.QUIET_HOURS)
-                    quiet_cache[state.zones] = decision
-            if remember and decision is SEND and state.shared:
-                sent.add(state.address)
+                    until = quiet_until(quiet, zones, now_us)
+                    decision = quiet_cache[zones] = SEND if until is None else Defer(until, Reason.QUIET_HOURS)
+            if remember and decision is SEND and shared:
+                sent.add(address)
             append(decision)
         return decisions

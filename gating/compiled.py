@@ -10,7 +10,7 @@ hold anything about a recipient.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
@@ -54,10 +54,10 @@ class CompiledPolicy:
     sms_opt_in_required: bool
     excluded_sources: frozenset[str]
     zone: ZoneInfo
-    event_effects: Mapping[tuple, int]
-    live: int
-    widest: int
-    _live_by_variant: Mapping[tuple[str, bool], int]
+    event_effects: Mapping[tuple, int] = field(repr=False)
+    live: int = 0
+    widest: int = 0
+    _live_by_variant: Mapping[tuple[str, bool], int] = field(repr=False, default_factory=dict)
 
     @property
     def channel(self) -> str:
@@ -121,7 +121,7 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
     )
     # Which rules can fail depends only on the message's kind and opt-in flag once the
     # target is fixed: work out all four variants from the rule table now.
-    draft = CompiledPolicy(**fields, live=0, widest=0, _live_by_variant=MappingProxyType({}))
+    draft = CompiledPolicy(**fields)
     variants = {
         (kind, opt_in): live_mask(Message(kind, message.channel, message.class_code, message.party, opt_in), draft)
         for kind in (BULK, INDIVIDUAL)

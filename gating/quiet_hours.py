@@ -6,9 +6,10 @@ are, in order: the contact's own time zone; else the zones of the phone number; 
 tenant's, so quiet hours fail closed (a recipient never escapes them for lack of data).
 
 Daylight saving: the window is wall-clock time, so its length in real time changes on
-transition nights. An end that does not exist (spring forward, 02:30 on a night that
-skips 02:00-03:00) resolves forward: it is read with the offset before the jump, which is
-the instant the clock shows 03:30. An end that exists twice (fall back) is its first
+transition nights, and a defer lasts until the first instant the wall clock is outside
+the window. An end that does not exist (spring forward: 02:30 on a night that skips
+02:00-03:00) resolves forward to the moment the clocks jump (03:00 local): from then on
+the wall clock is past the end. An end that exists twice (fall back) is its first
 occurrence, unless that is not after the instant being deferred, then its second.
 
 What it must never do: read the clock (`now_us` is a parameter), cache across calls
@@ -110,7 +111,19 @@ def window_end(window: QuietWindow, zone: ZoneInfo, instant_us: int) -> int | No
     end = datetime.combine(day, time(window.end // 60, window.end % 60), tzinfo=zone)
     until = to_us(end)
     if until <= instant_us:
-        until = to_us(end.replace(fold=1))  # fall back: the end's second occurrence
+        return to_us(end.replace(fold=1))  # fall back: the end's second occurrence
+    if to_local(until, zone).replace(tzinfo=None) != end.replace(tzinfo=None):
+        # Spring forward skipped the end: the window is over the moment the clocks jump
+        # past it. That instant lies between the end read with the offset after the jump
+        # (still quiet) and with the offset before it (already past); find it exactly.
+        quiet, past = max(instant_us, to_us(end.replace(fold=1))), until
+        while past - quiet > 1:
+            middle = (quiet + past) // 2
+            if is_quiet(window, zone, middle):
+                quiet = middle
+            else:
+                past = middle
+        until = past
     return until
 
 

@@ -12,8 +12,9 @@ compete on time alone. Events naming an address other than the contact's current
 the message's channel kind are ignored (grant, revoke, block, unblock); opt_out, opt_in
 and review are about the person and count whatever address they name.
 
-What it must never do: do IO, read a clock, log, or keep anything between calls. Memory
-is one small tuple per contact plus a dict entry per contact with events.
+What it must never do: do IO, read a clock, log, or keep anything between calls. It
+allocates one small tuple per contact and nothing per event: rows in loader order are
+merged in a single pass.
 
 Why a NamedTuple and not a frozen dataclass: a batch builds thousands of these, and a
 tuple is immutable, compact and about ten times cheaper to construct than a frozen
@@ -23,6 +24,7 @@ dataclass (whose __init__ goes through object.__setattr__ field by field).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -45,7 +47,7 @@ from gating.reasons import Reason
 NEVER = (1 << 63) - 1  # an instant no `now_us` passes: the rule never fails on time
 ALWAYS = -(1 << 63)  # an instant every `now_us` passes: never reviewed
 _NO_TIME = -(1 << 63)  # "no event yet" for latest-wins comparisons
-_MISSING = object()
+_BEFORE_ALL = float("-inf")  # below every contact id
 
 
 class ContactRow(NamedTuple):
@@ -115,51 +117,7 @@ _REVIEW = Reason.REVIEW_OVERDUE.bit
 _CAPPED = Reason.FREQUENCY_CAPPED.bit
 _QUIET = Reason.QUIET_HOURS.bit
 
-# Per-contact facts from the ledger, latest wins: (time, event id, value) per fact.
-_NO_FACTS = (_NO_TIME, None, 0, _NO_TIME, None, _NO_TIME, None, 0, _NO_TIME, None, 0, _NO_TIME, None)
-
-
-def resolve_ledger(
-    contact_rows: Sequence[tuple], ledger_rows: Iterable[tuple], policy: CompiledPolicy, now_us: int | None = None
-) -> dict[int, tuple]:
-    """contact_id -> facts tuple for every contact of `contact_rows` with relevant events.
-
-    Events later than `now_us` (when given) are ignored, as are events of contacts not in
-    `contact_rows`. Rows are usually grouped by contact; they need not be.
-    """
-    address_of = {row[0]: row[5] for row in contact_rows}
-    table = policy.event_effects
-    target = policy.target
-    found: dict[int, tuple] = {}
-    current = own = _MISSING
-    (ct, cev, grant, st, sev, bt, bev, blocked, ot, oev, out, rt, rev) = _NO_FACTS
-    for cid, eid, action, channel, class_code, party, address, at in ledger_rows:
-        if cid != current:
-            if own is not _MISSING:
-                found[current] = (ct, cev, grant, st, sev, bt, bev, blocked, ot, oev, out, rt, rev)
-            current = cid
-            own = address_of.get(cid, _MISSING)
-            (ct, cev, grant, st, sev, bt, bev, blocked, ot, oev, out, rt, rev) = found.get(cid, _NO_FACTS)
-        if own is _MISSING or (now_us is not None and at > now_us):
-            continue
-        effect = table.get((action, channel, class_code, party))
-        if effect is None:
-            effect = event_effect(action, channel, class_code, party, target)
-        if not effect or (address is not None and address != own and effect & ADDRESS_SCOPED):
-            continue
-        if effect & CONSENT and (at > ct or (at == ct and eid > cev)):
-            ct, cev, grant = at, eid, effect & GRANT
-        if effect & SMS_GRANT and (at > st or (at == st and eid > sev)):
-            st, sev = at, eid
-        if effect & BLOCKING and (at > bt or (at == bt and eid > bev)):
-            bt, bev, blocked = at, eid, effect & BLOCK
-        if effect & OPTING and (at > ot or (at == ot and eid > oev)):
-            ot, oev, out = at, eid, effect & OPT_OUT
-        if effect & REVIEW and (at > rt or (at == rt and eid > rev)):
-            rt, rev = at, eid
-    if own is not _MISSING:
-        found[current] = (ct, cev, grant, st, sev, bt, bev, blocked, ot, oev, out, rt, rev)
-    return found
+_CONTACT_ID = itemgetter(0)
 
 
 def build_states(
@@ -174,64 +132,138 @@ def build_states(
 
     `recent_sends` maps contact_id to its recent bulk sends on the channel (rule 11).
     `now_us`, when given, hides ledger events dated after it (the loader already does).
+    Rows in loader order (contacts by ascending id, events grouped by ascending contact id)
+    are merged in one pass; any other order is sorted first and gives the same states.
     """
-    found = resolve_ledger(contact_rows, ledger_rows, policy, now_us) if ledger_rows else {}
+    ledger = ledger_rows if isinstance(ledger_rows, list | tuple) else list(ledger_rows)
+    states = _build(contact_rows, ledger, None, policy, recent_sends or {}, NEVER if now_us is None else now_us)
+    if states is None:  # not in loader order: group the events by contact and go again
+        ledger = sorted(ledger, key=_CONTACT_ID)
+        starts: dict[int, int] = {}
+        for index, row in enumerate(ledger):
+            starts.setdefault(row[0], index)
+        states = _build(contact_rows, ledger, starts, policy, recent_sends or {}, NEVER if now_us is None else now_us)
+        assert states is not None
+    return states
+
+
+def _build(
+    contact_rows: Sequence[tuple],
+    ledger: Sequence[tuple],
+    starts: dict[int, int] | None,
+    policy: CompiledPolicy,
+    recent: Mapping[int, int],
+    now_us: int,
+) -> list[ConsentState] | None:
+    """The hot loop. With `starts` None it merges contacts and events, both in loader order,
+    and returns None as soon as it sees they are not; otherwise `starts` gives the index of
+    each contact's first event in `ledger`, which is grouped by contact."""
     widest = policy.widest
-    awaiting_live = widest & Reason.AWAITING_SMS_OPT_IN.bit
+    awaiting_live = widest & _AWAITING
     excluded = policy.excluded_sources
     reauthorization = policy.reauthorization_us if widest & _EXPIRED else None
     review_period = policy.review_period_us if widest & _REVIEW else None
     cap = policy.cap.max if widest & _CAPPED and policy.cap is not None else None
-    recent = recent_sends or {}
     quiet_live = widest & _QUIET
     fallback_zone = policy.zone
+    table = policy.event_effects
+    target = policy.target
     zone_cache: dict[tuple, tuple[ZoneInfo, ...]] = {}
     source_cache: dict[str, bool] = {}
     new = tuple.__new__
-    states = []
+    states: list[ConsentState] = []
     append = states.append
-    for cid, _external_id, timezone, lead_source, reviewed_at, address, valid, zones, shared in contact_rows:
-        mask = 0 if address else _NO_ADDRESS
-        if address and not valid:
-            mask = _INVALID_ADDRESS
-        facts = found.get(cid)
-        if facts is None:
-            ct, cev, grant, st, sev, bev, oev, rt, rev = _NO_TIME, None, 0, _NO_TIME, None, None, None, _NO_TIME, None
-            mask |= _NO_CONSENT
+    size = len(ledger)
+    j = 0
+    previous = last = _BEFORE_ALL
+    for cid, _external_id, timezone, lead_source, reviewed_at, own, valid, zones, shared in contact_rows:
+        # This contact's events are the run ledger[j], ledger[j + 1], ... with its id.
+        if starts is None:
+            if cid <= previous:
+                return None
+            previous = cid
+            while j < size and ledger[j][0] < cid:  # events of contacts outside the batch
+                if ledger[j][0] < last:
+                    return None
+                last = ledger[j][0]
+                j += 1
         else:
-            ct, cev, grant, st, sev, _bt, bev, blocked, _ot, oev, out, rt, rev = facts
-            if blocked:
-                mask |= _DO_NOT_CONTACT
-            if out:
-                mask |= _OPTED_OUT
-            if not grant:  # no covering event, or the latest one is a revoke
-                mask |= _NO_CONSENT if cev is None else _NO_CONSENT | _REVOKED
+            j = starts.get(cid, size)
+
+        # Latest wins, per fact: (time, event id) of the deciding event, and its value.
+        ct = st = bt = ot = rt = _NO_TIME
+        cev = sev = bev = oev = rev = None
+        grant = blocked = out = 0
+        while j < size:
+            event = ledger[j]
+            if event[0] != cid:
+                break
+            j += 1
+            last, eid, action, channel, class_code, party, address, at = event  # last = cid
+            if at > now_us:
+                continue
+            effect = table.get((action, channel, class_code, party))
+            if effect is None:
+                effect = event_effect(action, channel, class_code, party, target)
+            if not effect or (address is not None and address != own and effect & ADDRESS_SCOPED):
+                continue
+            if effect & CONSENT and (at > ct or (at == ct and eid > cev)):
+                ct, cev, grant = at, eid, effect & GRANT
+            if effect & SMS_GRANT and (at > st or (at == st and eid > sev)):
+                st, sev = at, eid
+            if effect & BLOCKING and (at > bt or (at == bt and eid > bev)):
+                bt, bev, blocked = at, eid, effect & BLOCK
+            if effect & OPTING and (at > ot or (at == ot and eid > oev)):
+                ot, oev, out = at, eid, effect & OPT_OUT
+            if effect & REVIEW and (at > rt or (at == rt and eid > rev)):
+                rt, rev = at, eid
+
+        # The static rules' bits.
+        if not own:
+            mask = _NO_ADDRESS
+        elif not valid:
+            mask = _INVALID_ADDRESS
+        else:
+            mask = 0
+        if blocked:
+            mask |= _DO_NOT_CONTACT
+        if out:
+            mask |= _OPTED_OUT
+        if not grant:  # no covering event, or the latest one is a revoke
+            mask |= _NO_CONSENT if cev is None else _NO_CONSENT | _REVOKED
         if awaiting_live and sev is None and lead_source_waits(lead_source, excluded, source_cache):
             mask |= _AWAITING
+        if cap is not None and recent.get(cid, 0) >= cap:
+            mask |= _CAPPED
+
+        # The instants after which the timed rules fail.
         expires = NEVER
         if reauthorization is not None and grant:
             expires = ct + reauthorization
         review_due = NEVER
         if review_period is not None:
-            if reviewed_at is None or rt > reviewed_at:
-                if rt == _NO_TIME:
-                    review_due = ALWAYS
-                else:
-                    review_due = rt + review_period
+            if reviewed_at is not None and reviewed_at >= rt:
+                review_due, rev = reviewed_at + review_period, None  # the contact record decides
+            elif rt != _NO_TIME:
+                review_due = rt + review_period
             else:
-                review_due, rev = reviewed_at + review_period, None
-        if cap is not None and recent.get(cid, 0) >= cap:
-            mask |= _CAPPED
+                review_due = ALWAYS
+
         local = None
         if quiet_live:
-            key = (timezone, zones)
-            local = zone_cache.get(key)
+            local = zone_cache.get((timezone, zones))
             if local is None:
-                local = zone_cache[key] = local_zones(timezone, zones, fallback_zone)
+                local = zone_cache[(timezone, zones)] = local_zones(timezone, zones, fallback_zone)
         append(new(ConsentState, (
-            cid, address, shared, mask, expires if expires < review_due else review_due, expires, review_due,
+            cid, own, shared, mask, expires if expires < review_due else review_due, expires, review_due,
             local, bev, oev, cev, sev, rev,
         )))
+    if starts is None:
+        while j < size:  # trailing events must still be in order, or some were skipped
+            if ledger[j][0] < last:
+                return None
+            last = ledger[j][0]
+            j += 1
     return states
 
 

@@ -15,7 +15,13 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["MetricsServer", "start_metrics_server", "metrics_handler", "add_metrics_route", "REGISTRY_KEY"]
+__all__ = [
+    "MetricsServer",
+    "start_metrics_server",
+    "metrics_handler",
+    "add_metrics_route",
+    "REGISTRY_KEY",
+]
 
 # Set on an aiohttp application to serve a registry other than the process-wide one.
 REGISTRY_KEY = web.AppKey("consentry_metrics_registry", CollectorRegistry)
@@ -66,10 +72,15 @@ def start_metrics_server(
     """
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     server_class = type("MetricsHTTPServer", (_ThreadingServer,), {"address_family": family})
-    httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    httpd = make_server(
+        host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
+    )
     # A short poll interval so close() returns promptly (the default is half a second).
     thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="metrics-server", daemon=True
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="metrics-server",
+        daemon=True,
     )
     thread.start()
     return MetricsServer(httpd, thread)

@@ -56,7 +56,7 @@ _TENANT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 # Seconds. Gating a 1,000-recipient batch is a few milliseconds of integer work; loading it
 # is one or two indexed queries; rendering is microseconds per message.
-_BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
 # One SMTP transaction or Twilio API call: tens of ms on a LAN relay, up to seconds on the
 # public internet; above 30 s the transport's own timeout has fired.
 _DISPATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -95,7 +95,9 @@ class Instruments:
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
-        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
+        def histogram(
+            name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+        ) -> Histogram:
             return Histogram(name, doc, labels, buckets=buckets, registry=registry)
 
         self.decisions = counter(
@@ -162,10 +164,16 @@ class Instruments:
         self, tenant: object, channel: object, kind: object, counts: Mapping[tuple[Any, Any], int]
     ) -> None:
         """Add one batch's decisions: ``counts[(decision, reason)] = n``; reason None for sends."""
-        tenant, channel, kind = self._tenant(tenant), _closed(channel, CHANNELS), _closed(kind, KINDS)
+        tenant, channel, kind = (
+            self._tenant(tenant),
+            _closed(channel, CHANNELS),
+            _closed(kind, KINDS),
+        )
         for (decision, reason), n in counts.items():
             if n:
-                self.decisions.labels(tenant, channel, kind, _closed(decision, DECISIONS), _code(reason)).inc(n)
+                self.decisions.labels(
+                    tenant, channel, kind, _closed(decision, DECISIONS), _code(reason)
+                ).inc(n)
 
     def record_deliveries(self, tenant: object, channel: object, counts: Counts) -> None:
         """Add final dispatch outcomes: ``counts[state] = n`` with state ``sent`` or ``failed``."""
@@ -176,7 +184,9 @@ class Instruments:
 
     def record_transport_error(self, channel: object, error: object, n: int = 1) -> None:
         """Count failed attempts; ``error`` is ``transient`` (retried) or ``permanent``."""
-        self.transport_errors.labels(_closed(channel, CHANNELS), _closed(error, ERROR_CLASSES)).inc(n)
+        self.transport_errors.labels(_closed(channel, CHANNELS), _closed(error, ERROR_CLASSES)).inc(
+            n
+        )
 
     def record_import_rows(self, tenant: object, kind: object, counts: Counts) -> None:
         """Add one import's rows: ``kind`` e.g. ``contacts``/``consent``, ``counts[outcome] = n``."""

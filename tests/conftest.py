@@ -42,7 +42,9 @@ from tests.servers import (
 # failure reproduces from the log (print_blob gives the exact failing example).
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 ServerT = TypeVar("ServerT", PostgresServer, RedisServer)
 

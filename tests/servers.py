@@ -105,7 +105,9 @@ def find_postgres_bindir() -> Path:
     if override is not None:
         if all(_is_executable(os.path.join(override, n)) for n in ("initdb", "postgres")):
             return Path(override)
-        raise MissingServerBinary("PostgreSQL server (initdb, postgres)", f"{PG_BINDIR_VARIABLE}={override}")
+        raise MissingServerBinary(
+            "PostgreSQL server (initdb, postgres)", f"{PG_BINDIR_VARIABLE}={override}"
+        )
     candidates: list[str] = []
     on_path = shutil.which("initdb")
     if on_path:
@@ -117,7 +119,9 @@ def find_postgres_bindir() -> Path:
     for bindir in candidates:
         if all(_is_executable(os.path.join(bindir, name)) for name in ("initdb", "postgres")):
             return Path(bindir)
-    raise MissingServerBinary("PostgreSQL server (initdb, postgres)", "PATH and /usr/lib/postgresql/*/bin")
+    raise MissingServerBinary(
+        "PostgreSQL server (initdb, postgres)", "PATH and /usr/lib/postgresql/*/bin"
+    )
 
 
 def find_redis_server() -> Path:
@@ -489,7 +493,9 @@ class RedisServer:
                 start_new_session=True,
                 preexec_fn=_parent_death_signal(),
             )
-        _wait_until(self._answers_ping, self._proc, f"redis-server on port {self.port}", self.log_path)
+        _wait_until(
+            self._answers_ping, self._proc, f"redis-server on port {self.port}", self.log_path
+        )
 
     def _answers_ping(self) -> bool:
         try:

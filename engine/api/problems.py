@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
-from engine.errors import InputError, InputErrors
+from engine.errors import ConflictError, InputError, InputErrors, NotFoundError
 
-__all__ = ["input_problem", "problem"]
+__all__ = ["api_errors", "input_problem", "problem"]
 
 
 def problem(status: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -30,3 +30,37 @@ def input_problem(errors: InputError | InputErrors | Iterable[InputError]) -> we
         items = list(errors)
     body = [{"field": error.field, "message": error.message} for error in items]
     return web.json_response({"errors": body}, status=422)
+
+
+def _without_dashes(error: InputError) -> InputError:
+    # Engine functions shared with the CLI name their option (`--class`); here it is a
+    # query parameter or a body field.
+    if error.field and error.field.startswith("--"):
+        return InputError(error.message, path=error.path, line=error.line, field=error.field[2:])
+    return error
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
+    """Consentry's typed errors raised under /api/ as JSON problems: bad input 422, unknown
+    tenant/contact/campaign 404, a conflict with stored state 409."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except InputErrors as exc:
+        return input_problem([_without_dashes(error) for error in exc.errors])
+    except InputError as exc:
+        return input_problem(_without_dashes(exc))
+    except NotFoundError as exc:
+        return problem(404, str(exc))
+    except ConflictError as exc:
+        return problem(409, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        # aiohttp's default text is "404: Not Found"; a handler's own text says more.
+        text = exc.text or ""
+        message = exc.reason if not text or text.startswith(f"{exc.status}: ") else text
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem(exc.status, message, headers=headers)

@@ -18,6 +18,8 @@ more than it saves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import itertools
 import multiprocessing
 import os
@@ -49,18 +51,33 @@ async def run_pipeline(
     """
     iterator = iter(chunks)
     head = list(itertools.islice(iterator, 2))
-    if workers < 1 or len(head) < 2:
-        for chunk in itertools.chain(head, iterator):
-            await consume(chunk, check(*await prepare(chunk)))
-        return
-    # spawn, not fork: the main process has threads (the SQLite driver's, the executor's),
-    # and forking a threaded process can copy a held lock into the child.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    with _without_cycle_collection():
+        if workers < 1 or len(head) < 2:
+            for chunk in itertools.chain(head, iterator):
+                await consume(chunk, check(*await prepare(chunk)))
+            return
+        # spawn, not fork: the main process has threads (the SQLite driver's, the
+        # executor's), and forking a threaded process can copy a held lock into the child.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            await _pipelined(itertools.chain(head, iterator), check, prepare, consume, pool, 2 * workers)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _without_cycle_collection():
+    # Chunks are trees of tuples and strings that reference counting frees; the cycle
+    # collector only rescans the rows in flight, again and again: a fifth of the main
+    # process's time on a large file (measured, docs/benchmarks-import.md).
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        await _pipelined(itertools.chain(head, iterator), check, prepare, consume, pool, 2 * workers)
+        yield
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if enabled:
+            gc.enable()
 
 
 async def _pipelined(

@@ -28,6 +28,18 @@ class RenderError(ConsentryError):
 
     exit_code = 2
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other arguments than the message: rebuild from the attributes, so
+        # the errors survive pickling (a worker process reporting to its parent, arq).
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(cls: type[RenderError], message: str, state: dict[str, object]) -> RenderError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class TemplateNotFound(RenderError):
     """No template file for `name` in any of the places searched (in search order)."""

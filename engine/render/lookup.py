@@ -168,4 +168,5 @@ def _read_text(file: Traversable | Path) -> str:
         # utf-8-sig: editors on Windows like to start files with a byte order mark.
         return file.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidTemplateError(str(file), f"not UTF-8 ({exc.reason} at byte {exc.start})")
+        message = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+        raise InvalidTemplateError(str(file), message) from exc

@@ -3,7 +3,8 @@
 The API serves them for the links in every bulk message: `/u/{token}` shows `unsubscribe`
 (its form posts `List-Unsubscribe=One-Click` back to the same URL, exactly what a mailbox
 provider's RFC 8058 one-click POST sends) and then `unsubscribed`; `/p/{token}` shows
-`preferences`. Page variables are listed in docs/render.md.
+`preferences`; a token that does not verify gets `link_not_found` (404). Page variables are
+listed in docs/render.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from engine.render.errors import TemplateNotFound
 from engine.render.lookup import builtin_templates
 from engine.render.sandbox import CompiledTemplate, compile_template
 
-PAGES = ("unsubscribe", "unsubscribed", "preferences")
+PAGES = ("unsubscribe", "unsubscribed", "preferences", "link_not_found")
 _PAGE_NAME = re.compile(r"[a-z_]+")
 
 

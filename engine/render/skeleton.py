@@ -267,13 +267,11 @@ class EmailSkeleton:
             f'<p style="margin:0">{links}</p>\n</div>\n'
         )
         end = page.rfind("</body>")
-        if end < 0:
-            last = None
-            for last in _BODY_END.finditer(page):
-                pass
-            if last is None:
+        if end < 0:  # rarer spellings: </BODY>, </body >
+            ends = [match.start() for match in _BODY_END.finditer(page)]
+            if not ends:
                 return page + footer
-            end = last.start()
+            end = ends[-1]
         return page[:end] + footer + page[end:]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.config import Settings
@@ -126,8 +126,19 @@ class SmsChannel:
         return sid, segments or body.segments
 
     async def reconcile(self, content: Content, job: Job) -> str | None:
-        body = content.sms_body(job)
-        return await self.client.find_sent(job.address, content.sender_phone, body.text, job.since_us)
+        """Did the interrupted attempt reach Twilio? Look for its exact text since then.
+
+        Both variants are tried: whether the STOP footer went with it depends on whether
+        another text reached the number first, which a crash can leave unknowable.
+        """
+        bodies = {content.sms_body(job).text}
+        if job.purpose == "campaign":
+            bodies.add(content.sms_body(replace(job, first_touch=not job.first_touch)).text)
+        for text in bodies:
+            found = await self.client.find_sent(job.address, content.sender_phone, text, job.since_us)
+            if found is not None:
+                return found
+        return None
 
 
 def validate_templates(definition: CampaignDefinition) -> dict:

@@ -106,6 +106,7 @@ class CampaignRun:
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
         self._results: list[tuple[Job, _Outcome]] = []
         self._results_ready = asyncio.Event()
+        self._stopping = False
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self._opt_in = tenant.policy["sms"]["opt_in_required"] and self.channel == "sms"
@@ -121,9 +122,12 @@ class CampaignRun:
         finally:
             for task in workers:
                 task.cancel()
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-            await self._flush()
+            await asyncio.gather(*workers, return_exceptions=True)
+            # The writer is never cancelled: a flush cut in half would lose results (rows
+            # left in doubt) and leave a transaction open. It drains and stops by itself.
+            self._stopping = True
+            self._results_ready.set()
+            await writer
         return self.summary
 
     # -- producer -----------------------------------------------------------------------
@@ -149,6 +153,7 @@ class CampaignRun:
             existing = await ledger.existing_for(conn, self.tenant.id, self.record.id, self.channel, ids)
         jobs: list[Job] = []
         todo = []
+        in_doubt = []
         for row in batch.contacts:
             known = existing.get(row[0])
             if known is None or known.state in ("pending", "deferred"):
@@ -156,7 +161,26 @@ class CampaignRun:
             elif known.state == "sent" and known.purpose == "campaign" and known.address:
                 self.evaluator.mark_sent(known.address)
             elif known.state == "sending":
-                jobs.append(Job(known.id, row[0], row[1], known.address or "", known.purpose, in_doubt=True, since_us=known.updated_at_us))
+                in_doubt.append((row, known))
+                if known.purpose == "campaign" and known.address:
+                    self.evaluator.mark_sent(known.address)
+        opt_in_sent: set[str] = set()
+        first_touched: set[str] = set()
+        ever_sent: set[str] = set()
+        if self.channel == "sms":
+            async with self.engine.connect() as conn:
+                addresses = [row[5] for row in todo if row[5]] + [known.address for _row, known in in_doubt if known.address]
+                sms = ("sms", addresses)
+                ever_sent = await ledger.addresses_with(conn, self.tenant.id, *sms, states=("sent",))
+                first_touched = ever_sent | await ledger.addresses_with(conn, self.tenant.id, *sms, states=("sending",))
+                if self._opt_in:
+                    opt_in_sent = await ledger.addresses_with(
+                        conn, self.tenant.id, *sms, purpose="opt_in_request", states=("sent", "sending", "pending")
+                    )
+        for row, known in in_doubt:
+            # Rebuilt exactly as first sent, so reconciliation matches the same text.
+            jobs.append(Job(known.id, row[0], row[1], known.address or "", known.purpose,
+                            first_touch=known.address not in ever_sent, in_doubt=True, since_us=known.updated_at_us))
         if not todo:
             return await self._with_names(jobs)
         ledger_rows = batch.ledger
@@ -166,16 +190,6 @@ class CampaignRun:
         decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, batch.now_us)
 
         stamp = now_us()
-        opt_in_sent: set[str] = set()
-        first_touched: set[str] = set()
-        if self.channel == "sms":
-            async with self.engine.connect() as conn:
-                addresses = [row[5] for row in todo if row[5]]
-                first_touched = await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=("sent", "sending"))
-                if self._opt_in:
-                    opt_in_sent = await ledger.addresses_with(
-                        conn, self.tenant.id, "sms", addresses, purpose="opt_in_request", states=("sent", "sending", "pending")
-                    )
         inserts, updates, sendable = [], [], []
         for row, decision in zip(todo, decisions, strict=True):
             reason = reason_code(decision)
@@ -274,6 +288,8 @@ class CampaignRun:
                 pass
             self._results_ready.clear()
             await self._flush()
+            if self._stopping and not self._results:
+                return
 
     async def _flush(self) -> None:
         if not self._results:

@@ -35,7 +35,8 @@ def sync_url(db):
 def sql(db, query, **params):
     engine = create_engine(sync_url(db))
     with engine.begin() as conn:
-        rows = conn.execute(text(query), params).all()
+        result = conn.execute(text(query), params)
+        rows = result.all() if result.returns_rows else []
     engine.dispose()
     return rows
 
@@ -49,7 +50,7 @@ def test_email_campaign_sends_each_recipient_once_with_compliance_headers(dealer
     files, db = dealership
     result = ok("campaign", "send", files["email"], "--at", AT, "--db", db)
     assert "finished" in result.out
-    mails = capture.call(capture.smtp.wait_for(5, timeout=10))
+    mails = capture.call(capture.smtp.wait_for(3, timeout=10))
     # E1, E5 (E6 shares its address), E3 invalid, E2 none, E4 blocked, E7 opted out, E8 revoked; E9 sends (review not enforced)
     assert sorted(m["to"] for m in mails) == ["ava@example.com", "family@example.com", "mia@example.com"]
     for mail in mails:
@@ -158,7 +159,7 @@ def test_a_template_reaching_for_python_internals_fails_safely(dealership, captu
     (tmp_path / "templates" / "email" / "evil.txt").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
     files["email"].write_text(files["email"].read_text().replace("template: spring_offer", "template: evil"))
     result = consentry("campaign", "send", files["email"], "--at", AT, "--db", db)
-    assert result.code == 2 and f"{files['email']}:8: template:" in result.err
+    assert result.code == 2 and f"{files['email']}:7: template:" in result.err
     assert capture.smtp.messages == [] and sql(db, "select count(*) from deliveries") == [(0,)]
 
 
@@ -235,9 +236,13 @@ def test_exactly_once_across_kill_9(tmp_path, sqlite_url, capture, channel):
     arrived_before = len(server.messages)
     assert arrived_before < 300, "the campaign finished before it could be killed"
     code = "spring-service-offer" if channel == "email" else "live-lead-followup"
-    ok("campaign", "resume", code, "--tenant", data.tenant, "--db", db)
+    resumed = consentry("campaign", "resume", code, "--tenant", data.tenant, "--db", db)
+    assert resumed.code == 0, (resumed.err, sql(db, "select state, error from deliveries where state not in ('sent', 'suppressed', 'deferred')"))
     sent = sql(db, "select address from deliveries where state = 'sent'")
     received = [m["to"] for m in server.messages]
+    missing = sorted(set(address for (address,) in sent) - set(received))
+    extra = sorted(set(received) - set(address for (address,) in sent))
+    assert (missing, extra) == ([], []), sql(db, "select state, address, error from deliveries where address in :a", a=tuple(missing + extra) or ("",))
     assert sorted(received) == sorted(address for (address,) in sent)
     assert len(received) == len(set(received)), "a recipient got two messages"
     if channel == "email":

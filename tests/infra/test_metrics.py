@@ -67,16 +67,43 @@ def test_a_real_scrape_shows_what_was_recorded() -> None:
 
     tenant = {"tenant": "acme-motors", "channel": "sms"}
     decisions = {"kind": "bulk", **tenant}
-    assert samples[_key("consentry_decisions_total", decision="send", reason="none", **decisions)] == 1000
-    assert samples[_key("consentry_decisions_total", decision="suppress", reason="opted_out", **decisions)] == 70
-    assert samples[_key("consentry_decisions_total", decision="defer", reason="quiet_hours", **decisions)] == 30
+    assert (
+        samples[_key("consentry_decisions_total", decision="send", reason="none", **decisions)]
+        == 1000
+    )
+    assert (
+        samples[
+            _key("consentry_decisions_total", decision="suppress", reason="opted_out", **decisions)
+        ]
+        == 70
+    )
+    assert (
+        samples[
+            _key("consentry_decisions_total", decision="defer", reason="quiet_hours", **decisions)
+        ]
+        == 30
+    )
     assert samples[_key("consentry_deliveries_total", state="sent", **tenant)] == 990
     assert samples[_key("consentry_deliveries_total", state="failed", **tenant)] == 10
     assert samples[_key("consentry_transport_errors_total", channel="sms", error="transient")] == 4
     assert samples[_key("consentry_transport_errors_total", channel="sms", error="permanent")] == 1
-    assert samples[_key("consentry_import_rows_total", tenant="acme-motors", kind="contacts", outcome="rejected")] == 1
+    assert (
+        samples[
+            _key(
+                "consentry_import_rows_total",
+                tenant="acme-motors",
+                kind="contacts",
+                outcome="rejected",
+            )
+        ]
+        == 1
+    )
     assert samples[_key("consentry_ledger_events_total", tenant="acme-motors", action="grant")] == 5
-    for histogram in ("consentry_gate_batch_seconds", "consentry_render_seconds", "consentry_dispatch_seconds"):
+    for histogram in (
+        "consentry_gate_batch_seconds",
+        "consentry_render_seconds",
+        "consentry_dispatch_seconds",
+    ):
         assert samples[_key(f"{histogram}_count", channel="sms")] == 1
     assert samples[_key("consentry_batch_load_seconds_count")] == 1
     assert samples[_key("consentry_inflight", channel="sms")] == 0
@@ -108,13 +135,20 @@ async def test_the_aiohttp_handler_serves_the_apps_registry() -> None:
                 assert response.status == 200
                 text = await response.text()
             openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
-            async with session.get(f"http://127.0.0.1:{port}/metrics", headers=openmetrics) as response:
+            async with session.get(
+                f"http://127.0.0.1:{port}/metrics", headers=openmetrics
+            ) as response:
                 assert response.headers["Content-Type"].startswith("application/openmetrics-text")
                 assert (await response.text()).endswith("# EOF\n")
     finally:
         await runner.cleanup()
     samples = _samples(text)
-    assert samples[_key("consentry_deliveries_total", tenant="acme-motors", channel="email", state="sent")] == 3
+    assert (
+        samples[
+            _key("consentry_deliveries_total", tenant="acme-motors", channel="email", state="sent")
+        ]
+        == 3
+    )
 
 
 def test_inflight_counts_transport_calls_until_they_return() -> None:
@@ -125,7 +159,12 @@ def test_inflight_counts_transport_calls_until_they_return() -> None:
     with pytest.raises(ConnectionError), instruments.time_dispatch("email"):
         raise ConnectionError("relay went away")
     assert instruments.registry.get_sample_value(*gauge) == 0
-    assert instruments.registry.get_sample_value("consentry_dispatch_seconds_count", {"channel": "email"}) == 3
+    assert (
+        instruments.registry.get_sample_value(
+            "consentry_dispatch_seconds_count", {"channel": "email"}
+        )
+        == 3
+    )
 
 
 def test_label_values_outside_their_sets_become_other() -> None:
@@ -174,7 +213,9 @@ def test_every_metric_named_by_alerts_and_dashboard_exists() -> None:
     exported = set()
     for family in registry.collect():
         exported.add(family.name)
-        exported.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_count", "_sum"))
+        exported.update(
+            f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_count", "_sum")
+        )
 
     alerts = yaml.safe_load((ROOT / "metrics" / "alerts.yml").read_text())
     expressions = [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]

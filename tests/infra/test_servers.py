@@ -98,7 +98,9 @@ async def test_fresh_postgres_databases_are_isolated(
         postgres_server.drop_database(other_name)
 
 
-def test_dropping_a_database_disconnects_leaked_connections(postgres_server: PostgresServer) -> None:
+def test_dropping_a_database_disconnects_leaked_connections(
+    postgres_server: PostgresServer,
+) -> None:
     # A test that forgets to dispose its engine must not make the fixture's DROP fail.
     name = postgres_server.unique_database_name()
     url = postgres_server.create_database(name)
@@ -181,9 +183,18 @@ def test_a_missing_server_fails_the_run_and_names_the_install_script(tmp_path: P
     env = {**os.environ, "CONSENTRY_TEST_REDIS_SERVER": str(tmp_path / "no-redis-server")}
     result = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-c", str(root / "pyproject.toml"), "--rootdir", str(tmp_path),
-            "-p", "tests.conftest",  # the fixtures under test, loaded as a plugin
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(root / "pyproject.toml"),
+            "--rootdir",
+            str(tmp_path),
+            "-p",
+            "tests.conftest",  # the fixtures under test, loaded as a plugin
             str(tmp_path / "test_needs_redis.py"),
         ],  # fmt: skip
         cwd=root,

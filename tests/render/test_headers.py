@@ -7,8 +7,8 @@ import email
 import email.policy
 import quopri
 import re
-from email.header import decode_header, make_header
 from datetime import UTC, datetime, timedelta, timezone
+from email.header import decode_header, make_header
 
 import pytest
 from hypothesis import example, given, settings

@@ -237,3 +237,19 @@ def test_bad_html_part_names_the_html_file() -> None:
     with pytest.raises(TemplateSecurityError) as caught:
         compile_campaign_templates(source, subject="s")
     assert "t.html" in str(caught.value)
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    from engine.render import HeaderInjectionError, TemplateNotFound
+
+    for error in (
+        TemplateNotFound("x", ["a", "b"], hint="h"),
+        UndefinedVariableError("t.txt", "vehicle", "'vehicle' is undefined"),
+        HeaderInjectionError("To", "a@b\r\nBcc: c@d"),
+        InvalidTemplateError("t.txt", "bad", line=3),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert copy.__dict__ == error.__dict__

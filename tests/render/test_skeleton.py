@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 
 import pytest
@@ -96,7 +96,7 @@ def test_bulk_message_parses_back_exactly(campaign_context: CampaignContext) -> 
     assert message["To"].addresses[0].addr_spec == "ann@example.com"
     assert str(message["Subject"]) == "Ann, your spring offer" == content.subject
     assert message["Date"].datetime == datetime(2023, 11, 14, 22, 13, 20,
-                                                tzinfo=timezone.utc)
+                                                tzinfo=UTC)
     assert message["Message-ID"] == "<c11.42@acme.example>"
     assert str(message["List-Unsubscribe"]) == (
         f"<mailto:unsubscribe@acme.example?subject=unsubscribe-{token}>, "

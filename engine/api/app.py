@@ -1,0 +1,74 @@
+"""The HTTP service behind `consentry serve`: one aiohttp application.
+
+Routes (docs/api.md):
+
+    GET  POST /u/{token}                        one-click unsubscribe (RFC 8058)
+    GET  POST /p/{token}                        preference centre
+    POST      /webhooks/twilio/{tenant}/inbound SMS keywords (STOP, START, YES, HELP)
+    POST      /webhooks/twilio/{tenant}/status  delivery status callbacks
+    GET       /api/v1/contacts/{id}/explain     (API key) every rule's verdict
+    POST      /api/v1/campaigns/check           (API key) dry run of a definition
+    GET       /api/v1/campaigns/{code}/status   (API key)
+    GET  PUT  /api/v1/tenant/policy             (API key; PUT admin/manager)
+    GET       /metrics  /healthz
+
+The application owns its database engine when it made one (disposed on shutdown); an
+engine passed in belongs to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.api import (
+    campaigns_api,
+    contacts_api,
+    health,
+    policy_api,
+    preferences,
+    unsubscribe,
+    webhooks,
+)
+from engine.api.problems import api_errors
+from engine.api.services import SERVICES, Services
+from engine.config import Settings
+from engine.db.session import make_engine
+from engine.timeutil import now_us
+from metrics import Instruments, add_metrics_route, default_instruments
+
+__all__ = ["build_app"]
+
+# Forms and JSON bodies here are small (a policy is a few KB); refuse anything huge early.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def build_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    instruments: Instruments | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], int] = now_us,
+) -> web.Application:
+    """The application. Metrics go to `instruments` (default: the process-wide ones) and
+    /metrics serves `registry` (default: that of `instruments`)."""
+    instruments = instruments or default_instruments()
+    owns_engine = engine is None
+    database = engine or make_engine(settings.database_url)
+    app = web.Application(middlewares=[api_errors], client_max_size=MAX_BODY_BYTES)
+    app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
+    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, health):
+        app.router.add_routes(module.routes)
+    add_metrics_route(app, registry if registry is not None else instruments.registry)
+
+    if owns_engine:
+
+        async def dispose(_app: web.Application) -> None:
+            await database.dispose()
+
+        app.on_cleanup.append(dispose)
+    return app

@@ -1,0 +1,57 @@
+"""Reading JSON API requests: bodies and query parameters, with errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from engine.api.auth import Caller
+from engine.errors import InputError
+from engine.timeutil import parse_instant
+
+__all__ = ["at_param", "choice_param", "json_object", "own_tenant"]
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object."""
+    try:
+        # Any content type: curl's default (form-urlencoded) carrying JSON is still JSON.
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    return body
+
+
+def own_tenant(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """The body with `tenant` set to the key's tenant: absent means the key's own, another
+    one is an error (a key never reaches another tenant, not even to learn it exists)."""
+    given = body.get("tenant")
+    if given is None:
+        return {**body, "tenant": caller.tenant_code}
+    if given != caller.tenant_code:
+        raise InputError(f"this API key belongs to tenant {caller.tenant_code!r}", field="tenant")
+    return body
+
+
+def at_param(request: web.Request, now_us: int) -> int:
+    """`?at=ISO8601` (with an offset) or now."""
+    value = request.query.get("at")
+    if value is None or value == "":
+        return now_us
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InputError(f"{value!r} is not an ISO 8601 instant with an offset ({exc})", field="at") from None
+
+
+def choice_param(request: web.Request, name: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    value = request.query.get(name, default)
+    if value is None or value == "":
+        raise InputError(f"required (one of {', '.join(allowed)})", field=name)
+    if value not in allowed:
+        raise InputError(f"{value!r} is not one of {', '.join(allowed)}", field=name)
+    return value

@@ -1,0 +1,98 @@
+"""One-click unsubscribe (RFC 8058): GET and POST /u/{token}.
+
+What "unsubscribe" records (docs/api.md, "Unsubscribe"): one `revoke` of channel = the
+link's channel, class `*`, party `*`, on the address the message went to, method
+`email_link` (`unsubscribe_link` for other channels), actor `recipient`. Not a `block` —
+that would also stop the individual replies the person may still want (DESIGN.md 1) — and
+not an `opt_out`, which would reach across channels the person did not unsubscribe from.
+
+- GET shows a confirmation page and records nothing: mail scanners and link previews
+  fetch every URL in a message, and a GET that unsubscribed would unsubscribe everybody.
+- POST with `List-Unsubscribe=One-Click` (what mailbox providers send, and what the
+  confirmation page's button sends) records the revoke and shows the "unsubscribed" page.
+  It needs no cookie and no login: the signed token is the authority.
+- A second POST records nothing new: the address is already unsubscribed from everything
+  on that channel unless a grant came after the revoke.
+- A token that does not verify → 404, nothing recorded.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.api.choices import is_unsubscribed, load_choices, locked_recipient, record
+from engine.api.html import link_not_found, page_response
+from engine.api.recipients import Recipient, mask_address, recipient_for_token
+from engine.api.services import services
+from engine.render import preferences_url
+
+__all__ = ["ONE_CLICK", "routes"]
+
+# RFC 8058 section 3.1: the POST body is exactly this key and value.
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+
+routes = web.RouteTableDef()
+
+
+def _page_context(request: web.Request, recipient: Recipient) -> dict[str, object]:
+    token = request.match_info["token"]
+    return {
+        "tenant_name": recipient.tenant.name,
+        "channel": recipient.channel,
+        "first_name": recipient.first_name or "",
+        "address": mask_address(recipient.address),
+        "preferences_url": preferences_url(services(request).settings.public_url, token),
+    }
+
+
+async def _recipient(request: web.Request) -> Recipient | None:
+    shared = services(request)
+    async with shared.engine.connect() as conn:
+        return await recipient_for_token(conn, shared.token_secret, request.match_info["token"])
+
+
+@routes.get("/u/{token}")
+async def confirm_page(request: web.Request) -> web.Response:
+    recipient = await _recipient(request)
+    if recipient is None:
+        return link_not_found()
+    return page_response("unsubscribe", _page_context(request, recipient))
+
+
+@routes.post("/u/{token}")
+async def one_click(request: web.Request) -> web.Response:
+    recipient = await _recipient(request)
+    if recipient is None:
+        return link_not_found()
+    form = await request.post()
+    key, value = ONE_CLICK
+    if str(form.get(key, "")).strip().lower() != value.lower():
+        raise web.HTTPBadRequest(text=f"expected {key}={value} (RFC 8058)")
+    shared = services(request)
+    now = shared.clock()
+    async with locked_recipient(shared.engine, recipient) as conn:
+        if is_unsubscribed(await load_choices(conn, recipient, now)):
+            counts = None
+        else:
+            counts = await record(conn, recipient.tenant.id, [_revoke_everything(recipient, now)])
+    if counts:
+        shared.instruments.record_ledger_events(recipient.tenant.code, counts)
+    return page_response("unsubscribed", _page_context(request, recipient))
+
+
+def _revoke_everything(recipient: Recipient, now: int) -> dict[str, object]:
+    note = "one-click unsubscribe"
+    if recipient.campaign_code:
+        note += f" from campaign {recipient.campaign_code}"
+    return {
+        "contact_id": recipient.contact_id,
+        "action": "revoke",
+        "channel": recipient.channel,
+        "class_code": "*",
+        "party": "*",
+        "address": recipient.address,
+        "method": "email_link" if recipient.channel == "email" else "unsubscribe_link",
+        "occurred_at_us": now,
+        "actor": "recipient",
+        "note": note,
+    }

@@ -1,0 +1,33 @@
+"""Transports: hand rendered messages to an SMTP relay or to Twilio's Messages API.
+
+The pipeline sees the interfaces of `base.py` and the error hierarchy of `errors.py`;
+`SmtpPool` and `TwilioSms` are the implementations.
+"""
+
+from engine.transports.base import EmailTransport, SmsTransport
+from engine.transports.errors import (
+    PermanentError,
+    SenderRejected,
+    TransientError,
+    TransportAuthError,
+    TransportConnectionError,
+    TransportError,
+    TransportTimeoutError,
+)
+from engine.transports.sms import TwilioSms
+from engine.transports.smtp import SmtpPool, SmtpSettings
+
+__all__ = [
+    "EmailTransport",
+    "PermanentError",
+    "SenderRejected",
+    "SmsTransport",
+    "SmtpPool",
+    "SmtpSettings",
+    "TransientError",
+    "TransportAuthError",
+    "TransportConnectionError",
+    "TransportError",
+    "TransportTimeoutError",
+    "TwilioSms",
+]

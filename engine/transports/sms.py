@@ -1,0 +1,162 @@
+"""SMS transport: the official twilio client's async path, pointed at a base URL.
+
+`twilio.rest.Client` with an `AsyncTwilioHttpClient` (aiohttp underneath, created inside
+the running loop, on first use), and `client.api.base_url` set to the configured base URL:
+the client builds every Messages URL from that attribute (`Domain.absolute_url`), so
+`https://api.twilio.com` in production and `http://127.0.0.1:8025` (the capture server)
+locally use the same code, unforked and unpatched.
+
+How failures become errors (engine/transports/errors.py):
+
+| Twilio says | raised |
+|---|---|
+| 21610 (recipient replied STOP) | `PermanentError(block_cause="carrier_unsubscribed")` |
+| 21211 (not a valid phone number) | `PermanentError(block_cause="invalid_number")` |
+| 21614 (not a mobile number) | `PermanentError(block_cause="not_mobile")` |
+| 20003 / HTTP 401 (credentials) | `TransportAuthError` |
+| 21606, 21212 (our From number) | `SenderRejected` |
+| HTTP 429 or 5xx | `TransientError` |
+| any other 4xx | `PermanentError(block_cause=None)` |
+| connection refused / reset | `TransportConnectionError` |
+| no answer within `timeout` | `TransportTimeoutError` (in doubt: reconcile with `find_sent`) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from engine.transports.base import SmsTransport
+from engine.transports.errors import (
+    PermanentError,
+    SenderRejected,
+    TransientError,
+    TransportAuthError,
+    TransportConnectionError,
+    TransportError,
+    TransportTimeoutError,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+# Twilio dates have whole seconds, and two clocks are involved: a message created up to
+# this long before `since_us` still counts as the one we sent.
+RECONCILE_SKEW_S = 5.0
+# Newest messages from one sender to one handset looked at when reconciling: far more than
+# the pair exchanges within an in-doubt window.
+RECONCILE_LIMIT = 50
+
+_BLOCK_CAUSES = {21610: "carrier_unsubscribed", 21211: "invalid_number", 21614: "not_mobile"}
+_SENDER_CODES = {21212, 21606, 21659}  # invalid From, From not SMS-capable / not ours
+_AUTH_CODES = {20003}
+
+
+class TwilioSms(SmsTransport):
+    """Texts through Twilio's Messages API at `base_url`, at most `concurrency` at once."""
+
+    def __init__(self, base_url: str, account_sid: str, auth_token: str, concurrency: int = 16,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        if concurrency < 1:
+            raise ValueError("TwilioSms concurrency must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(concurrency)
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        """The official client (created on first use, inside the running event loop)."""
+        if self._client is None:
+            # aiohttp binds its session to the loop it is created in: never at import time.
+            asyncio.get_running_loop()
+            self._http = AsyncTwilioHttpClient()
+            client = Client(
+                self.account_sid, self.auth_token, http_client=self._http,
+                # An explicit environment, so TWILIO_EDGE / TWILIO_REGION cannot rewrite the
+                # host of a configured base URL behind our back.
+                environment={"TWILIO_ACCOUNT_SID": self.account_sid},
+            )
+            client.api.base_url = self.base_url
+            self._client = client
+        return self._client
+
+    async def send(self, to: str, from_: str, body: str,
+                   status_callback: str | None = None) -> tuple[str, int | None]:
+        """Create the Message; returns (its SID, the segments Twilio bills)."""
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    message = await self.client.messages.create_async(
+                        to=to, from_=from_, body=body,
+                        **({"status_callback": status_callback} if status_callback else {}),
+                    )
+            except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise classify(exc) from exc
+        segments = message.num_segments
+        return message.sid, int(segments) if segments not in (None, "") else None
+
+    async def find_sent(self, to: str, from_: str, body: str, since_us: int) -> str | None:
+        """The SID of a message to `to` from `from_` with exactly `body`, created at or after
+        `since_us` (less `RECONCILE_SKEW_S`), or None.
+
+        Filters on To/From only and compares creation dates here: a message still queued
+        at Twilio has no `date_sent`, so a `DateSent` filter would miss exactly the messages
+        an interrupted bulk send leaves behind.
+        """
+        since = datetime.fromtimestamp(since_us / 1_000_000, UTC) - timedelta(seconds=RECONCILE_SKEW_S)
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    messages = await self.client.messages.list_async(
+                        to=to, from_=from_, limit=RECONCILE_LIMIT)
+            except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise classify(exc) from exc
+        for message in messages:
+            created = message.date_created
+            if message.body == body and isinstance(created, datetime) and created >= since:
+                return message.sid
+        return None
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+            self._client = None
+
+
+def classify(exc: BaseException) -> TransportError:
+    """The transport error for a twilio / aiohttp failure."""
+    if isinstance(exc, TwilioRestException):
+        status = exc.status
+        code = exc.code if isinstance(exc.code, int) else status
+        message = str(exc.msg)
+        if status == 429 or status >= 500:
+            return TransientError(message, code, status=status)
+        if code in _BLOCK_CAUSES:
+            return PermanentError(message, code, _BLOCK_CAUSES[code], status=status)
+        if code in _AUTH_CODES or status in (401, 403):
+            return TransportAuthError(message, code, status=status)
+        if code in _SENDER_CODES:
+            return SenderRejected(message, code, status=status)
+        return PermanentError(message, code, status=status)
+    if isinstance(exc, TwilioException):
+        # Raised by list pages ("Unable to fetch page"), with the HTTP response.
+        response = exc.args[1] if len(exc.args) > 1 else None
+        status = getattr(response, "status_code", None)
+        message = str(exc.args[0]) if exc.args else "Twilio error"
+        if status is None or status == 429 or status >= 500:
+            return TransientError(message, status, status=status)
+        if status in (401, 403):
+            return TransportAuthError(message, status, status=status)
+        return PermanentError(message, status, status=status)
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return TransportTimeoutError("no answer from the Twilio API in time")
+    return TransportConnectionError(str(exc) or type(exc).__name__)

@@ -1,0 +1,130 @@
+"""Address normalisation: table-driven cases, and properties against the libraries' own verdicts."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import example, given
+from hypothesis import strategies as st
+from phonenumbers.timezone import time_zones_for_number
+
+from engine.imports import AddressError, NormalizedAddress, normalize_address, normalize_email, normalize_phone
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ann.Lee@Example.COM", ("Ann.Lee@example.com", True)),
+        ("  ann+tag@example.co.uk ", ("ann+tag@example.co.uk", True)),
+        ("ann@bad..example", ("ann@bad..example", False)),
+        ("ann lee@example.com", ("ann lee@example.com", False)),
+        ("ann@localhost", ("ann@localhost", False)),
+        ('"ann"@example.com', ('"ann"@example.com', False)),
+        ("josé@Exämple.com", ("josé@exämple.com", True)),
+        ("a" * 250 + "@example.com", ("a" * 250 + "@example.com", False)),
+    ],
+)
+def test_email(text, expected):
+    assert normalize_email(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "ann", "@example.com", "ann@", "a@b@example.com", "  @  "])
+def test_not_an_email_address(text):
+    with pytest.raises(AddressError, match="is not an email address"):
+        normalize_email(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "expected"),
+    [
+        ("(415) 555-0123", "US", ("+14155550123", True, "America/Los_Angeles")),
+        ("415.555.0123", "US", ("+14155550123", True, "America/Los_Angeles")),
+        ("+1 212-555-0199", "GB", ("+12125550199", True, "America/New_York")),
+        ("020 7946 0958", "GB", ("+442079460958", True, "Europe/London")),
+        ("07911 123456", "GB", ("+447911123456", True, "Europe/Guernsey Europe/Isle_of_Man Europe/Jersey Europe/London")),
+        ("07700 900123", "GB", ("07700 900123", False, None)),  # Ofcom's range for drama
+        (" 555 ", "US", ("555", False, None)),
+        ("+1 800 555 1212", "US", ("+18005551212", True, None)),  # toll-free: the whole country
+    ],
+)
+def test_phone(text, region, expected):
+    assert normalize_phone(text, region) == expected
+
+
+@pytest.mark.parametrize("text", ["", "call me", "+999 12345", "1"])
+def test_not_a_phone_number(text):
+    with pytest.raises(AddressError, match="is not a phone number"):
+        normalize_phone(text, "US")
+
+
+@pytest.mark.parametrize(
+    ("text", "channel", "expected"),
+    [
+        ("A@Example.com", "email", NormalizedAddress("email", "A@example.com", True)),
+        ("(415) 555-0123", "sms", NormalizedAddress("phone", "+14155550123", True, "America/Los_Angeles")),
+        ("(415) 555-0123", "voice", NormalizedAddress("phone", "+14155550123", True, "America/Los_Angeles")),
+        ("a@example.com", "*", NormalizedAddress("email", "a@example.com", True)),
+        ("555", "*", NormalizedAddress("phone", "555", False)),
+        ("a@example.com", None, NormalizedAddress("email", "a@example.com", True)),
+        (" 1 Main St ", "letter", NormalizedAddress(None, "1 Main St", True)),
+    ],
+)
+def test_address_by_channel(text, channel, expected):
+    assert normalize_address(text, channel, "US") == expected
+
+
+# --- the fast paths agree with the libraries ---------------------------------------------
+
+_LOCAL = st.text(alphabet="abcXYZ019._%+-!#\"'() éü", min_size=1, max_size=70)
+_DOMAIN = st.one_of(
+    st.text(alphabet="abcXYZ019.-_ éü", min_size=1, max_size=30),
+    st.builds(lambda label, tld: f"{label}.{tld}", st.text("abcxyz019-", min_size=1, max_size=250),
+              st.sampled_from(["com", "COM", "co.uk", "test", "local", "xn--p1ai", "1"])),
+)
+
+
+def _library_verdict(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+@given(local=_LOCAL, domain=_DOMAIN)
+@example(local="a", domain="example.com")
+@example(local="a" * 64, domain="b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".com")
+@example(local="a.b", domain="xn--bcher-kva.de")
+@example(local="a..b", domain="example.com")
+def test_email_validity_is_email_validators(local, domain):
+    text = f"{local}@{domain}"
+    if "@" in local or not local.strip() or not domain.strip():
+        return
+    address, is_valid = normalize_email(text)
+    assert is_valid == _library_verdict(address)
+
+
+_REGIONS = st.sampled_from(["US", "CA", "GB", "DE", "FR", "IN", "BR", "AU", "JP", "MX"])
+_DIGITS = st.text(alphabet="0123456789", min_size=3, max_size=14)
+_FORMATS = st.sampled_from(["{}", "+{}", "({}) ", "{}-", "+1 {}", "+44 {}", "00{}"])
+
+
+@given(digits=_DIGITS, region=_REGIONS, shape=_FORMATS)
+@example(digits="4155550123", region="US", shape="{}")
+@example(digits="8005551212", region="US", shape="{}")
+def test_phone_is_is_valid_number_and_time_zones_for_number(digits, region, shape):
+    text = shape.format(digits)
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        with pytest.raises(AddressError):
+            normalize_phone(text, region)
+        return
+    if not phonenumbers.is_valid_number(number):
+        assert normalize_phone(text, region) == (text.strip(), False, None)
+        return
+    zones = " ".join(z for z in time_zones_for_number(number) if z != "Etc/Unknown")
+    expected_zones = zones if zones and len(zones) <= 200 else None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    assert normalize_phone(text, region) == (e164, True, expected_zones)

@@ -1,0 +1,67 @@
+"""A file of several chunks: checked in worker processes, written in order, still atomic.
+
+The import reads 4,000 rows a chunk; 20,000 rows make five, so the process pool runs and
+repeated external_ids must be found across chunks (the first one written, or rejected,
+chunks earlier). No timing here: speed is bench/bench_import.py's business.
+"""
+
+from __future__ import annotations
+
+ROWS = 20_000
+
+
+def _contacts(workspace, name="many.csv"):
+    rows = [
+        f"C{i:05d},First{i},Last,user{i}@Example.com,(415) 555-{i % 10_000:04d},,US,,Website,"
+        f"{'true' if i % 10 == 0 else ''},2025-01-01"
+        for i in range(ROWS)
+    ]
+    rows[1] = "C00001,,,bad@@example.com,,,,,,,"  # line 3, rejected in the first chunk
+    rows += [
+        "C00001,,,,,,,,,,",  # repeats a rejected row four chunks back
+        "C00002,,,,,,,,,,",  # repeats a row written four chunks back
+        "C99999,,,,call me,,,,,,",
+    ]
+    return workspace.contacts_file(*rows, name=name)
+
+
+def test_a_large_file_is_atomic_across_chunks(workspace):
+    path = _contacts(workspace)
+    result = workspace.import_contacts(path, "acme", "--workers", "2")
+    assert result.code == 2
+    assert [line for line in result.err.splitlines() if line.startswith("error: ")] == [
+        f"error: {path}:3: email: 'bad@@example.com' is not an email address (expected local@domain with one @)",
+        f"error: {path}:20002: external_id: 'C00001' repeats line 3 (external_id must be unique in the file)",
+        f"error: {path}:20003: external_id: 'C00002' repeats an earlier line (external_id must be unique in the file)",
+        f"error: {path}:20004: phone: 'call me' is not a phone number (no digits of a phone number)",
+    ]
+    assert workspace.snapshot() == {"contacts": [], "contact_points": [], "consent_events": []}
+
+
+def test_worker_processes_store_what_the_importing_process_stores(workspace):
+    path = _contacts(workspace)
+    pooled = workspace.import_contacts(path, "acme", "--skip-invalid", "--workers", "2")
+    inline = workspace.import_contacts(path, "globex", "--skip-invalid", "--workers", "0")
+    for result in (pooled, inline):
+        assert result.code == 0, result.err
+        assert result.out.strip() == (
+            f"{path}: 20003 rows read, 19999 contacts created, 0 updated, 2000 consent events recorded, 4 rejected"
+        )
+
+    def stored(tenant):
+        return workspace.query(
+            "SELECT c.external_id, c.first_name, c.opted_out, c.reviewed_at_us, p.kind, p.address, p.is_valid, p.zones"
+            " FROM contacts c JOIN tenants t ON t.id = c.tenant_id"
+            " JOIN contact_points p ON p.contact_id = c.id WHERE t.code = :tenant"
+            " ORDER BY c.external_id, p.kind",
+            tenant=tenant,
+        )
+
+    acme = stored("acme")
+    assert len(acme) == 2 * 19_999
+    assert acme[:2] == [
+        ("C00000", "First0", True, acme[0][3], "email", "user0@example.com", True, None),
+        ("C00000", "First0", True, acme[0][3], "phone", "+14155550000", True, "America/Los_Angeles"),
+    ]
+    # The tenants' time zones differ, so reviewed_at differs; everything else is the same.
+    assert [row[:3] + row[4:] for row in acme] == [row[:3] + row[4:] for row in stored("globex")]
