@@ -15,7 +15,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from gating.errors import PolicyError, UnknownClassError
-from gating.ledger import effect_table
+from gating.ledger import effect_table, effects_read
 from gating.message import BULK, INDIVIDUAL, Message
 from gating.policy import ClassMode, TenantPolicy
 from gating.quiet_hours import QuietWindow, load_zone
@@ -54,10 +54,16 @@ class CompiledPolicy:
     sms_opt_in_required: bool
     excluded_sources: frozenset[str]
     zone: ZoneInfo
-    event_effects: Mapping[tuple, int] = field(repr=False)
+    relevant_effects: int = 0
+    _effects: dict[tuple, int] = field(repr=False, default_factory=dict)  # never mutated
     live: int = 0
     widest: int = 0
     _live_by_variant: Mapping[tuple[str, bool], int] = field(repr=False, default_factory=dict)
+
+    @property
+    def event_effects(self) -> Mapping[tuple, int]:
+        """(action, channel, class, party) -> effect flags on this target (read-only view)."""
+        return MappingProxyType(self._effects)
 
     @property
     def channel(self) -> str:
@@ -117,7 +123,6 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
         sms_opt_in_required=policy.sms.opt_in_required,
         excluded_sources=frozenset(s.lower() for s in policy.sms.opt_in_excluded_sources),
         zone=zone,
-        event_effects=MappingProxyType(effect_table((message.channel, message.class_code, message.party), tuple(policy.classes))),
     )
     # Which rules can fail depends only on the message's kind and opt-in flag once the
     # target is fixed: work out all four variants from the rule table now.
@@ -127,9 +132,13 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
         for kind in (BULK, INDIVIDUAL)
         for opt_in in (False, True)
     }
+    widest = variants[(BULK, False)]
+    relevant = effects_read(widest)
     return CompiledPolicy(
         **fields,
+        relevant_effects=relevant,
+        _effects=effect_table((message.channel, message.class_code, message.party), tuple(policy.classes), relevant),
         live=variants[(message.kind, message.is_opt_in_request)],
-        widest=variants[(BULK, False)],
+        widest=widest,
         _live_by_variant=MappingProxyType(variants),
     )

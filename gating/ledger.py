@@ -16,6 +16,7 @@ from __future__ import annotations
 from itertools import product
 
 from gating.message import CHANNELS, PARTIES
+from gating.reasons import Reason
 
 ANY = "*"
 
@@ -38,6 +39,27 @@ OPTING = OPT_OUT | OPT_IN
 ADDRESS_SCOPED = CONSENT | SMS_GRANT | BLOCKING
 
 ACTIONS = ("grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review")
+
+# Which effects each rule reads. A compiled policy keeps only the effects of its live
+# rules, so an event no live rule cares about costs one dict lookup and nothing more.
+EFFECTS_READ_BY = {
+    Reason.DO_NOT_CONTACT: BLOCKING,
+    Reason.AWAITING_SMS_OPT_IN: SMS_GRANT,
+    Reason.OPTED_OUT: OPTING,
+    Reason.NO_CONSENT: CONSENT,
+    Reason.CONSENT_REVOKED: CONSENT,
+    Reason.CONSENT_EXPIRED: CONSENT,
+    Reason.REVIEW_OVERDUE: REVIEW,
+}
+
+
+def effects_read(live: int) -> int:
+    """The effect flags the rules in the `live` bit set read."""
+    flags = 0
+    for reason, effects in EFFECTS_READ_BY.items():
+        if live & reason.bit:
+            flags |= effects
+    return flags
 
 _CONTACT_FLAGS = {"opt_out": OPT_OUT, "opt_in": OPT_IN, "review": REVIEW}
 
@@ -75,8 +97,9 @@ def event_effect(action: str, channel: str | None, class_code: str | None, party
     return effect
 
 
-def effect_table(target: tuple[str, str, str], class_codes: tuple[str, ...]) -> dict[tuple, int]:
-    """Every (action, channel, class, party) a valid ledger can hold, with its effect.
+def effect_table(target: tuple[str, str, str], class_codes: tuple[str, ...], relevant: int) -> dict[tuple, int]:
+    """Every (action, channel, class, party) a valid ledger can hold, with its effect
+    restricted to the `relevant` flags.
 
     Keys outside the table (a class since removed from the policy, say) are rare; the
     state builder computes them with `event_effect`, which built this table.
@@ -84,4 +107,4 @@ def effect_table(target: tuple[str, str, str], class_codes: tuple[str, ...]) -> 
     channels = (*CHANNELS, ANY, None)
     classes = (*class_codes, ANY, None)
     parties = (*PARTIES, ANY, None)
-    return {key: event_effect(*key, target) for key in product(ACTIONS, channels, classes, parties)}
+    return {key: event_effect(*key, target) & relevant for key in product(ACTIONS, channels, classes, parties)}

@@ -26,7 +26,7 @@ class ThreadedCapture:
         self.call(self.smtp.start())
         self.call(self.sms.start())
 
-    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float | None = 300) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def run(self, function, *args: Any) -> Any:  # noqa: ANN001

@@ -28,10 +28,12 @@ async def _with_server(url: str, work) -> tuple[int, str]:  # noqa: ANN001
     )  # fmt: skip
     output = ""
     try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        output += line
-        match = LISTENING.search(line)
-        assert match, f"unexpected first line: {line!r}"
+        match = None
+        while match is None:  # warnings or log lines may come first
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            assert line, f"consentry serve exited before listening:\n{output}"
+            output += line
+            match = LISTENING.search(line)
         await work(match.group(1))
         process.send_signal(signal.SIGTERM)
         rest, _ = await asyncio.wait_for(process.communicate(), 30)

@@ -228,7 +228,7 @@ def test_exactly_once_across_kill_9(tmp_path, sqlite_url, capture, channel):
     args = [sys.executable, "-m", "engine", "campaign", "send", str(campaign), "--at", AT, "--batch-size", "50", "--concurrency", "8"]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        capture.call(server.wait_for(60, timeout=60))
+        capture.call(server.wait_for(60, timeout=120))
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
