@@ -198,7 +198,16 @@ _transport_options = [
     click.option("--twilio-url", metavar="URL", help="Twilio API base URL (default $CONSENTRY_TWILIO_URL or the capture server)."),
     click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10000)),
     click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 512), help="Messages in flight."),
+    click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT while sending."),
 ]
+
+
+def serve_metrics(port: int | None) -> None:
+    if port is not None:
+        from metrics import start_metrics_server
+
+        server = start_metrics_server("127.0.0.1", port)
+        click.echo(f"metrics on {server.url}", err=True)
 
 
 def transport_options(function):  # noqa: ANN001, ANN201
@@ -215,10 +224,11 @@ def transport_options(function):  # noqa: ANN001, ANN201
 @transport_options
 @common_options
 @pass_context
-def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run: bool, smtp_url, twilio_url, batch_size: int, concurrency: int) -> None:  # noqa: ANN001
+def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run: bool, smtp_url, twilio_url, batch_size: int, concurrency: int, metrics_port: int | None) -> None:  # noqa: ANN001
     """Launch (or continue) a campaign and send it; safe to run again after a crash."""
     from campaigns.definition import load_campaign
 
+    serve_metrics(metrics_port)
     definition = load_campaign(path)
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
     if dry_run:
@@ -251,8 +261,9 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 @transport_options
 @common_options
 @pass_context
-def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int) -> None:  # noqa: ANN001
+def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int, metrics_port: int | None) -> None:  # noqa: ANN001
     """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
+    serve_metrics(metrics_port)
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
     options = _send_options(settings, None, batch_size, concurrency)
 

@@ -117,7 +117,6 @@ _CAPPED = Reason.FREQUENCY_CAPPED.bit
 _QUIET = Reason.QUIET_HOURS.bit
 
 _CONTACT_ID = itemgetter(0)
-_EFFECT_KEY = itemgetter(2, 3, 4, 5)  # (action, channel, class, party)
 
 
 def build_states(
@@ -166,13 +165,9 @@ def _build(
     cap = policy.cap.max if widest & _CAPPED and policy.cap is not None else None
     quiet_live = widest & _QUIET
     fallback_zone = policy.zone
+    table = policy._effects
     relevant = policy.relevant_effects
     target = policy.target
-    # Two C-level passes over the events: their contact ids, and their effects on this
-    # target (None for the rare key outside the table), so the Python loop below only
-    # touches the events that matter.
-    owners = list(map(_CONTACT_ID, ledger))
-    effects = list(map(policy._effects.get, map(_EFFECT_KEY, ledger)))
     zone_cache: dict[tuple, tuple[ZoneInfo, ...]] = {}
     source_cache: dict[str, bool] = {}
     new = tuple.__new__
@@ -187,10 +182,10 @@ def _build(
             if cid <= previous:
                 return None
             previous = cid
-            while j < size and owners[j] < cid:  # events of contacts outside the batch
-                if owners[j] < last:
+            while j < size and ledger[j][0] < cid:  # events of contacts outside the batch
+                if ledger[j][0] < last:
                     return None
-                last = owners[j]
+                last = ledger[j][0]
                 j += 1
         else:
             j = starts.get(cid, size)
@@ -199,16 +194,18 @@ def _build(
         ct = st = bt = ot = rt = _NO_TIME
         cev = sev = bev = oev = rev = None
         grant = blocked = out = 0
-        while j < size and owners[j] == cid:
-            effect = effects[j]
+        while j < size:
             event = ledger[j]
+            if event[0] != cid:
+                break
             j += 1
-            if effect is None:
-                effect = event_effect(event[2], event[3], event[4], event[5], target) & relevant
-            if not effect:
+            last, eid, action, channel, class_code, party, address, at = event  # last = cid
+            if at > now_us:
                 continue
-            last, eid, _action, _channel, _class, _party, address, at = event  # last = cid
-            if at > now_us or (address is not None and address != own and effect & ADDRESS_SCOPED):
+            effect = table.get((action, channel, class_code, party))
+            if effect is None:
+                effect = event_effect(action, channel, class_code, party, target) & relevant
+            if not effect or (address is not None and address != own and effect & ADDRESS_SCOPED):
                 continue
             # One action per event, so one branch; only a grant carries two flags.
             if effect & CONSENT:
@@ -270,9 +267,9 @@ def _build(
         )))
     if starts is None:
         while j < size:  # trailing events must still be in order, or some were skipped
-            if owners[j] < last:
+            if ledger[j][0] < last:
                 return None
-            last = owners[j]
+            last = ledger[j][0]
             j += 1
     return states
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from engine.send.ratelimit import RateLimiter
 from engine.timeutil import now_us
 from engine.transports.errors import PermanentError, TransientError
 from gating import BatchEvaluator, Reason, TenantPolicy, compile_policy
+from metrics import Instruments, default_instruments
 
 _contacts = Contact.__table__
 RESULT_FLUSH_S = 0.02
@@ -86,8 +88,10 @@ class CampaignRun:
         options: SendOptions,
         observer: Callable[[str, int], None] | None = None,
         id_range: tuple[int, int | None] = (0, None),
+        instruments: Instruments | None = None,
     ) -> None:
         self.id_range = id_range
+        self.metrics = instruments or default_instruments()
         self.engine = engine
         self.record = record
         self.tenant = tenant
@@ -187,7 +191,10 @@ class CampaignRun:
         if len(todo) != len(batch.contacts):
             wanted = {row[0] for row in todo}
             ledger_rows = [event for event in ledger_rows if event[0] in wanted]
-        decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, batch.now_us)
+        with self.metrics.time_gate_batch(self.channel):
+            decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, batch.now_us)
+        counts: Counter[tuple[str, str | None]] = Counter((d.decision, reason_code(d) or None) for d in decisions)
+        self.metrics.record_decisions(self.tenant.code, self.channel, self.message.kind, counts)
 
         stamp = now_us()
         inserts, updates, sendable = [], [], []
@@ -267,11 +274,14 @@ class CampaignRun:
                         self.summary.reconciled += 1
                         return _Outcome("sent", provider_id=found)
                 await self.limiter.acquire()
-                provider_id, segments = await self.transport.deliver(self.content, job)
+                with self.metrics.time_dispatch(self.channel):
+                    provider_id, segments = await self.transport.deliver(self.content, job)
                 return _Outcome("sent", provider_id=provider_id, segments=segments)
             except PermanentError as exc:
+                self.metrics.record_transport_error(self.channel, "permanent")
                 return _Outcome("failed", error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
             except TransientError as exc:
+                self.metrics.record_transport_error(self.channel, "transient")
                 error = exc
                 delay = min(options.retry_max_s, options.retry_base_s * 2**attempt)
                 # Full jitter: many workers retrying a recovering relay must not stampede it.
@@ -309,6 +319,9 @@ class CampaignRun:
                 self.summary.failed += 1
             else:
                 self.summary.retry_later += 1
+        self.metrics.record_deliveries(
+            self.tenant.code, self.channel, Counter(o.state for _job, o in results if o.state in ("sent", "failed"))
+        )
         async with self._write_lock, self.engine.begin() as conn:
             await ledger.update_rows(conn, changes)
             for job, outcome in results:

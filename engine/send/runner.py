@@ -89,7 +89,9 @@ async def run_range(
 ) -> RunSummary:
     """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default."""
     content = Content(record, tenant, settings)
-    channel, closer = await open_channel(record.definition.channel, settings, options.concurrency)
+    # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
+    callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status"
+    channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
     try:
         return await CampaignRun(engine, record, tenant, content, channel, options, observer, id_range).run()
     finally:
@@ -106,10 +108,10 @@ async def settle(engine: AsyncEngine, record: CampaignRecord, tenant: TenantReco
     return SendResult(record, summary, status, counts)
 
 
-async def open_channel(channel: str, settings: Settings, concurrency: int):  # noqa: ANN201
+async def open_channel(channel: str, settings: Settings, concurrency: int, status_callback: str | None = None):  # noqa: ANN201
     """The pipeline's adapter for a channel, and how to close it."""
     transport, closer = await open_channel_transport(channel, settings, concurrency)
-    return (EmailChannel(transport) if channel == "email" else SmsChannel(transport)), closer
+    return (EmailChannel(transport) if channel == "email" else SmsChannel(transport, status_callback)), closer
 
 
 async def open_channel_transport(channel: str, settings: Settings, concurrency: int):  # noqa: ANN201

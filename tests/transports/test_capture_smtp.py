@@ -154,7 +154,7 @@ async def test_latency_is_added_to_every_reply(smtp_server: SmtpCaptureServer) -
 
 
 async def test_bounce_tempfail_and_domains_at_rcpt(smtp_server: SmtpCaptureServer) -> None:
-    smtp_server.bounce = {"gone@example.com", "@nowhere.example"}
+    smtp_server.bounce = {"GONE@example.com", "@Nowhere.example"}  # matched case-insensitively
     smtp_server.tempfail = {"busy@example.com"}
     client = await Client.connect(smtp_server.port)
     await client.command("EHLO client.example")
