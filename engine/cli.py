@@ -9,7 +9,35 @@ import click
 from engine.cli_common import Context, common_options, pass_context, report_error, run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs: `consentry db init` should
+    not pay for aiohttp, twilio and the capture servers."""
+
+    lazy = {
+        "contacts": "engine.cli_import:contacts",
+        "consent": "engine.cli_import:consent",
+        "campaign": "engine.cli_campaign:campaign",
+        "explain": "engine.cli_campaign:explain",
+        "send": "engine.cli_send:send",
+        "capture": "engine.cli_capture:capture",
+        "serve": "engine.cli_serve:serve",
+        "keys": "engine.cli_serve:keys",
+        "worker": "engine.cli_worker:worker",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Consentry: bulk campaigns by email and SMS, gated by consent."""
@@ -68,33 +96,6 @@ def tenant_apply(ctx: Context, path: str) -> None:
     record, changed = run(_apply())
     state = f"policy version {record.policy_version}" + ("" if changed else " (unchanged)")
     click.echo(f"tenant {record.code}: {state}")
-
-
-def _register() -> None:
-    """Attach the command groups that live in their own modules."""
-    import importlib
-
-    for module, name in (
-        ("engine.cli_import", "contacts"),
-        ("engine.cli_import", "consent"),
-        ("engine.cli_campaign", "campaign"),
-        ("engine.cli_campaign", "explain"),
-        ("engine.cli_send", "send"),
-        ("engine.cli_capture", "capture"),
-        ("engine.cli_serve", "serve"),
-        ("engine.cli_worker", "worker"),
-        ("engine.cli_serve", "keys"),
-    ):
-        try:
-            command = getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

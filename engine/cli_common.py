@@ -13,8 +13,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
-
 from engine.config import Settings
 from engine.errors import ConsentryError
 
@@ -79,6 +77,8 @@ def report_error(exc: BaseException, debug: bool) -> int:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"error: {line}", err=True)
         return exc.exit_code
+    from sqlalchemy.exc import SQLAlchemyError
+
     if isinstance(exc, SQLAlchemyError):
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         click.echo(f"error: database: {detail}", err=True)

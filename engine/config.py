@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from engine.db.session import DEFAULT_URL
+DEFAULT_URL = "sqlite+aiosqlite:///./consentry.db"
 
 
 @dataclass(frozen=True, slots=True)

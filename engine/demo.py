@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import json
 import os
 import shutil
 import socket
 import sys
 import time
 from pathlib import Path
+
+import aiohttp
 
 from engine.capture import SmsCaptureServer, SmtpCaptureServer
 from engine.sample_data import write_dealership
@@ -32,14 +36,61 @@ def _free_port(preferred: int) -> int:
             return probe.getsockname()[1]
 
 
-async def _run(step: str, *args: str, env: dict[str, str]) -> None:
+async def _run(step: str, *args: str, env: dict[str, str], expect: int = 0) -> None:
     print(f"\n\033[1m$ consentry {' '.join(args)}\033[0m   # {step}", flush=True)
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", *args, env=env)
     code = await process.wait()
     print(f"   ({time.perf_counter() - started:.1f} s, exit {code})", flush=True)
-    if code != 0:
+    if code != expect:
         raise SystemExit(f"demo step failed: consentry {' '.join(args)}")
+
+
+async def _start_api(port: int, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`consentry serve`: unsubscribe links, preference centre, Twilio webhooks, /metrics."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", "serve", "--port", str(port), env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return process
+            except aiohttp.ClientConnectionError:
+                pass
+            if process.returncode is not None:
+                break
+            await asyncio.sleep(0.2)
+    raise SystemExit("demo: `consentry serve` did not start")
+
+
+def _first(path: Path, **match: str) -> dict[str, str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(row for row in csv.DictReader(handle) if all(row[k] == v for k, v in match.items()))
+
+
+async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], api: str, sms_port: int) -> None:  # noqa: ANN001
+    """Every revocation is honoured: a one-click unsubscribe and a texted STOP, live."""
+    mail = next(m for m in _records(store) if m["channel"] == "email" and any(n.lower() == "list-unsubscribe" for n, _v in m["headers"]))
+    header = next(v for n, v in mail["headers"] if n.lower() == "list-unsubscribe")
+    one_click = next(part.strip(" <>") for part in header.split(",") if "/u/" in part)
+    async with aiohttp.ClientSession() as http:
+        print(f"\n\033[1m$ curl -d List-Unsubscribe=One-Click {one_click}\033[0m   # {mail['to']} clicks unsubscribe in their mail app", flush=True)
+        async with http.post(one_click, data={"List-Unsubscribe": "One-Click"}) as response:
+            print(f"   HTTP {response.status}: unsubscribe recorded in the consent ledger")
+        await _run("export the SMS campaign to find a texted lead", "campaign", "export", "live-lead-followup",
+                   "--tenant", data.tenant, "--out", str(workdir / "sms-deliveries.csv"), env=env)
+        lead = _first(workdir / "sms-deliveries.csv", state="sent", decision="send")
+        print(f"\n\033[1m$ (handset {lead['address']} texts \"Stop\" to +15550001111)\033[0m   # via Twilio's signed inbound webhook", flush=True)
+        inbound = {"From": lead["address"], "To": "+15550001111", "Body": "Stop", "Url": f"{api}/webhooks/twilio/{data.tenant}/inbound"}
+        async with http.post(f"http://127.0.0.1:{sms_port}/_capture/inbound", json=inbound) as response:
+            print(f"   HTTP {response.status}: the webhook recorded the STOP and texted the confirmation back")
+    await _run("a salesperson's text to that lead is now refused", "send", "individual", "--tenant", data.tenant,
+               "--contact", lead["external_id"], "--channel", "sms", "--body", "Still interested in the car?", env=env, expect=1)
+    await _run("and explained", "explain", "--tenant", data.tenant, "--contact", lead["external_id"], "--channel", "sms",
+               "--class", "marketing", "--kind", "individual", env=env)
 
 
 async def demo(workdir: Path, contacts: int) -> None:
@@ -48,19 +99,22 @@ async def demo(workdir: Path, contacts: int) -> None:
     data = write_dealership(workdir, contacts=contacts)
     store = workdir / "capture"
     db_url = f"sqlite+aiosqlite:///{workdir / 'consentry.db'}"
-    smtp_port, sms_port = _free_port(1025), _free_port(8025)
+    smtp_port, sms_port, api_port = _free_port(1025), _free_port(8025), _free_port(8080)
+    api = f"http://127.0.0.1:{api_port}"
     env = {
         **os.environ,
         "CONSENTRY_DATABASE_URL": db_url,
         "CONSENTRY_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "CONSENTRY_TWILIO_URL": f"http://127.0.0.1:{sms_port}",
-        "CONSENTRY_PUBLIC_URL": "http://127.0.0.1:8080",
+        "CONSENTRY_PUBLIC_URL": api,
     }
     print(f"Consentry demo in {workdir}/ (SQLite, inline backend, built-in capture servers)")
     async with SmtpCaptureServer(host="127.0.0.1", port=smtp_port, store_dir=store) as smtp, \
             SmsCaptureServer(host="127.0.0.1", port=sms_port, store_dir=store) as sms:
         print(f"capture servers: SMTP 127.0.0.1:{smtp.port}, Twilio API http://127.0.0.1:{sms.port}/")
         await _run("create the schema", "db", "init", env=env)
+        server = await _start_api(api_port, env)
+        print(f"API (unsubscribe links, Twilio webhooks, /metrics): {api}/")
         await _run("store the dealership's consent policy", "tenant", "apply", str(data.tenant_yaml), env=env)
         await _run(f"import {contacts:,} contacts", "contacts", "import", str(data.contacts_csv), "--tenant", data.tenant, env=env)
         await _run("import their consent history", "consent", "import", str(data.events_csv), "--tenant", data.tenant, env=env)
@@ -78,23 +132,26 @@ async def demo(workdir: Path, contacts: int) -> None:
         await _run("a salesperson replies to an opted-out customer", "send", "individual", "--tenant", data.tenant,
                    "--contact", "C0000003", "--channel", "email", "--subject", "Your quote", "--body", "Hi! Here is the quote you asked for.", env=env)
         await smtp.wait_for(1, timeout=5)
-    emails = sum(1 for m in _messages(store) if m == "email")
-    texts = sum(1 for m in _messages(store) if m == "sms")
+        try:
+            await _revocations(workdir, store, data, env, api, sms.port)
+        finally:
+            server.terminate()
+            await server.wait()
+    emails = sum(1 for m in _records(store) if m["channel"] == "email")
+    texts = sum(1 for m in _records(store) if m["channel"] == "sms")
     print(f"\nThe capture servers received {emails:,} emails and {texts:,} texts: {store / 'messages.jsonl'}")
     print(f"Browse them: consentry capture list --store {store} | less")
     print(f"  or run `consentry capture sms --store {store}` and open http://127.0.0.1:8025/")
     print(f"Per-recipient decisions: {workdir / 'edm-decisions.csv'} and {workdir / 'edm-deliveries.csv'}")
 
 
-def _messages(store: Path):  # noqa: ANN202
-    import json
-
+def _records(store: Path):  # noqa: ANN202
     path = store / "messages.jsonl"
     if not path.exists():
         return
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            yield json.loads(line).get("channel")
+            yield json.loads(line)
 
 
 def main() -> None:

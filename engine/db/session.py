@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-DEFAULT_URL = "sqlite+aiosqlite:///./consentry.db"
+from engine.config import DEFAULT_URL  # noqa: F401 - re-exported
 
 
 def is_sqlite(url: str) -> bool:
