@@ -4,8 +4,8 @@ What it is for: the engine's hot path. It builds the batch's states in one pass 
 decides every recipient with the same bit arithmetic as `decide`, adding rule 5
 (duplicate address) from its memory of addresses already sent in this campaign. Only
 addresses the loader flags as shared are remembered, so memory stays flat however large
-the audience. Quiet-hours answers are cached per distinct zone set within one call,
-where `now` is fixed.
+the audience. Quiet hours are worked out once per distinct zone set per call (by
+build_states, at the call's `now`), not once per recipient.
 
 What it must never do: do IO, read a clock, log, or remember anything but the sent
 shared addresses of its own campaign.
@@ -16,10 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from gating.compiled import CompiledPolicy
-from gating.decisions import SEND, Decision, Defer
+from gating.decisions import SEND, Decision
 from gating.message import Message
-from gating.quiet_hours import quiet_until
-from gating.reasons import Reason
 from gating.rules import DUPLICATE, EXPIRED, QUIET, REVIEW, SUPPRESS_BY_BIT
 from gating.state import build_states
 
@@ -57,8 +55,7 @@ class BatchEvaluator:
         states = build_states(contact_rows, ledger_rows, policy, recent_sends, now_us=now_us)
         sent = self._sent
         remember = bool(live & DUPLICATE)
-        quiet = policy.quiet if live & QUIET else None
-        quiet_cache: dict[tuple, Decision] = {}
+        quiet = bool(live & QUIET)
         decisions: list[Decision] = []
         append = decisions.append
         # decide(), unrolled over the state's fields (rules.timed_bits inlined), plus rule 5.
@@ -75,11 +72,8 @@ class BatchEvaluator:
                 append(SUPPRESS_BY_BIT[failing & -failing])
                 continue
             decision = SEND
-            if quiet is not None:
-                decision = quiet_cache.get(zones)
-                if decision is None:
-                    until = quiet_until(quiet, zones, now_us)
-                    decision = quiet_cache[zones] = SEND if until is None else Defer(until, Reason.QUIET_HOURS)
+            if quiet:
+                decision = zones.verdict  # worked out once per distinct zone set, at now_us
             if remember and decision is SEND and shared:
                 sent.add(address)
             append(decision)

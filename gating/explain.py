@@ -128,7 +128,7 @@ def explain(
             verdicts.append(RuleVerdict(rule.number, rule.reason, SKIP, skipped))
             continue
         if rule.reason is Reason.QUIET_HOURS:
-            until = quiet_until(policy.quiet, state.zones, now_us)
+            until = quiet_until(policy.quiet, state.zones.zones, now_us)
             verdict, detail = _quiet_hours(case, until)
             if until is not None and decision is None:
                 decision = Defer(until, Reason.QUIET_HOURS)
@@ -251,7 +251,7 @@ def _frequency_capped(case: _Case, failed: bool) -> Described:
 
 def _quiet_hours(case: _Case, until: int | None) -> tuple[str, str]:
     window = case.policy.quiet
-    local = ", ".join(f"{to_local(case.now_us, zone):%H:%M} {zone.key}" for zone in case.state.zones)
+    local = ", ".join(f"{to_local(case.now_us, zone):%H:%M} {zone.key}" for zone in case.state.zones.zones)
     if until is not None:
         return FAIL, f"local time {local} is inside quiet hours {window}: defer until {format_instant(until)}"
     return PASS, f"local time {local} is outside quiet hours {window}"

@@ -151,7 +151,10 @@ def decide(state: ConsentState, message: Message, policy: CompiledPolicy, now_us
     if failing:
         return SUPPRESS_BY_BIT[failing & -failing]
     if live & QUIET:
-        until = quiet_until(policy.quiet, state.zones, now_us)
+        local = state.zones
+        if local.checked_at_us == now_us:
+            return local.verdict
+        until = quiet_until(policy.quiet, local.zones, now_us)
         if until is not None:
             return Defer(until, Reason.QUIET_HOURS)
     return SEND

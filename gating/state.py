@@ -24,11 +24,13 @@ dataclass (whose __init__ goes through object.__setattr__ field by field).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gating.compiled import CompiledPolicy
+from gating.decisions import SEND, Defer, Send
 from gating.ledger import (
     ADDRESS_SCOPED,
     BLOCK,
@@ -40,7 +42,7 @@ from gating.ledger import (
     SMS_GRANT,
     event_effect,
 )
-from gating.quiet_hours import local_zones
+from gating.quiet_hours import local_zones, quiet_until
 from gating.reasons import Reason
 
 NEVER = (1 << 63) - 1  # an instant no `now_us` passes: the rule never fails on time
@@ -82,8 +84,9 @@ class ConsentState(NamedTuple):
     `mask` has bit n set when rule n fails whatever the time (rules 1-4, 6-8, 11; only
     those live for the policy are computed). Rule 9 fails once `now_us >
     consent_expires_us`, rule 10 once `now_us > review_due_us`; `hold_after_us` is the
-    earlier of the two, so `decide` compares once. `zones` is where the recipient is
-    (only when quiet hours can apply). The `*_event` fields are the ids of the events
+    earlier of the two, so `decide` compares once. `zones` is where the recipient is, with
+    the quiet-hours verdict at the instant the states were built for (only when quiet
+    hours can apply; shared by every contact in the same zones). The `*_event` fields are the ids of the events
     that decided each fact (None: no event did): the latest block/unblock on the channel,
     the latest opt_out/opt_in, the latest grant/revoke covering channel+class+party, the
     latest SMS grant (rule 4), and the review event that set the review date.
@@ -96,12 +99,26 @@ class ConsentState(NamedTuple):
     hold_after_us: int
     consent_expires_us: int
     review_due_us: int
-    zones: tuple[ZoneInfo, ...] | None
+    zones: LocalZones | None
     block_event: int | None
     opt_event: int | None
     consent_event: int | None
     sms_grant_event: int | None
     review_event: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalZones:
+    """Where a recipient is, and rule 12's verdict there at `checked_at_us`.
+
+    One instance per distinct (contact timezone, phone zones) pair in a batch. `verdict`
+    is SEND or the Defer for `checked_at_us` (None when the states were built without an
+    instant); `decide` at that instant reads it, at any other instant works it out.
+    """
+
+    zones: tuple[ZoneInfo, ...]
+    checked_at_us: int | None = None
+    verdict: Send | Defer | None = None
 
 
 _NO_ADDRESS = Reason.NO_ADDRESS.bit
@@ -164,11 +181,11 @@ def _build(
     review_period = policy.review_period_us if widest & _REVIEW else None
     cap = policy.cap.max if widest & _CAPPED and policy.cap is not None else None
     quiet_live = widest & _QUIET
-    fallback_zone = policy.zone
     table = policy._effects
     relevant = policy.relevant_effects
     target = policy.target
-    zone_cache: dict[tuple, tuple[ZoneInfo, ...]] = {}
+    zone_cache: dict[tuple, LocalZones] = {}
+    checked_at_us = None if now_us == NEVER else now_us
     source_cache: dict[str, bool] = {}
     new = tuple.__new__
     states: list[ConsentState] = []
@@ -260,7 +277,7 @@ def _build(
         if quiet_live:
             local = zone_cache.get((timezone, zones))
             if local is None:
-                local = zone_cache[(timezone, zones)] = local_zones(timezone, zones, fallback_zone)
+                local = zone_cache[(timezone, zones)] = _where(timezone, zones, policy, checked_at_us)
         append(new(ConsentState, (
             cid, own, shared, mask, expires if expires < review_due else review_due, expires, review_due,
             local, bev, oev, cev, sev, rev,
@@ -272,6 +289,14 @@ def _build(
             last = ledger[j][0]
             j += 1
     return states
+
+
+def _where(timezone: str | None, phone_zones: str | None, policy: CompiledPolicy, at_us: int | None) -> LocalZones:
+    zones = local_zones(timezone, phone_zones, policy.zone)
+    if at_us is None or policy.quiet is None:
+        return LocalZones(zones)
+    until = quiet_until(policy.quiet, zones, at_us)
+    return LocalZones(zones, at_us, SEND if until is None else Defer(until, Reason.QUIET_HOURS))
 
 
 def lead_source_waits(lead_source: str | None, excluded: frozenset[str], cache: dict[str, bool]) -> bool:

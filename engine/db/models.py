@@ -65,8 +65,10 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_id"),
-        # Audience expansion walks (tenant_id, id) in keyset order, with or without a
-        # lead-source filter.
+        # Audience expansion walks (tenant_id, id) in keyset order: one range seek a page.
+        # Without it SQLite takes the lead-source index and sorts the rest of the tenant on
+        # every page (quadratic in the audience).
+        Index(None, "tenant_id", "id"),
         Index(None, "tenant_id", "lead_source", "id"),
     )
 

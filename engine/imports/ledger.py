@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.db.models import ContactPoint
+from engine.db.models import Contact, ContactPoint
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
 from engine.timeutil import now_us
 
@@ -61,8 +61,20 @@ async def record_events(
     """
     stamp = now_us() if recorded_at_us is None else recorded_at_us
     rows = [_row(tenant_id, event, stamp) for event in events]
+    await _check_contacts(conn, tenant_id, {row[_CONTACT] for row in rows})
     await record_event_rows(conn, rows)
     return len(rows)
+
+
+async def _check_contacts(conn: AsyncConnection, tenant_id: int, contact_ids: set[int]) -> None:
+    """Tenants never mix: every event must be about one of the tenant's own contacts."""
+    if not contact_ids:
+        return
+    contacts = Contact.__table__
+    query = select(contacts.c.id).where(contacts.c.tenant_id == tenant_id, contacts.c.id.in_(sorted(contact_ids)))
+    found = set((await conn.execute(query)).scalars())
+    if found != contact_ids:
+        raise ValueError(f"contacts {sorted(contact_ids - found)} are not contacts of tenant {tenant_id}")
 
 
 def _row(tenant_id: int, event: Mapping[str, object], stamp: int) -> tuple:
@@ -77,7 +89,10 @@ def _row(tenant_id: int, event: Mapping[str, object], stamp: int) -> tuple:
 
 
 async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
-    """The bulk form of record_events: complete rows in `EVENT_FIELDS` order, in order."""
+    """The bulk form of record_events: complete rows in `EVENT_FIELDS` order, in order.
+
+    Unchecked: the imports pass contact ids they have just looked up in the tenant.
+    """
     if not rows:
         return
     await executemany(conn, prepared(conn, "insert_events"), rows)
@@ -85,14 +100,13 @@ async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> Non
 
 
 async def _project(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
-    tenant = EVENT_FIELDS.index("tenant_id")
     opted = [
-        (row[tenant], row[_CONTACT], row[_OCCURRED], row[_ACTION] == "opt_out")
+        (row[_CONTACT], row[_OCCURRED], row[_ACTION] == "opt_out")
         for row in rows
         if row[_ACTION] in ("opt_out", "opt_in")
     ]
     await executemany(conn, prepared(conn, "project_opted_out"), opted)
-    reviewed = [(row[tenant], row[_CONTACT], row[_OCCURRED]) for row in rows if row[_ACTION] == "review"]
+    reviewed = [(row[_CONTACT], row[_OCCURRED]) for row in rows if row[_ACTION] == "review"]
     await executemany(conn, prepared(conn, "project_reviewed"), reviewed)
 
 

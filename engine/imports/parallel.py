@@ -112,6 +112,13 @@ async def _pipelined(
         if not writer.done():
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+        # On failure, checks still queued are abandoned: retrieve them so that a broken
+        # pool's error is reported once, by the writer, not once per chunk.
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item is not None:
+                item[1].cancel()
+                await asyncio.gather(item[1], return_exceptions=True)
 
 
 async def _put(queue: asyncio.Queue, item: object, writer: asyncio.Task) -> None:

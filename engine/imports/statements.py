@@ -154,10 +154,12 @@ def _insert_events(dialect: Dialect):
 def _project_opted_out(_dialect: Dialect):
     # The contacts.opted_out projection follows the latest opt_out/opt_in; at equal
     # instants the event recorded last wins, the order gating reads the ledger in.
+    # By primary key alone: with `tenant_id = ?` too, PostgreSQL's generic plan for a
+    # table that was empty when the import began walks the (tenant_id, lead_source, id)
+    # index, a whole tenant per row. Callers pass ids of the tenant's own contacts.
     statement = (
         update(_contacts)
         .where(
-            _contacts.c.tenant_id == bindparam("tenant_id"),
             _contacts.c.id == bindparam("contact_id"),
             or_(
                 _contacts.c.opted_out_changed_at_us.is_(None),
@@ -166,14 +168,13 @@ def _project_opted_out(_dialect: Dialect):
         )
         .values(opted_out=bindparam("value"), opted_out_changed_at_us=bindparam("occurred_at_us"))
     )
-    return statement, ("tenant_id", "contact_id", "occurred_at_us", "value")
+    return statement, ("contact_id", "occurred_at_us", "value")
 
 
 def _project_reviewed(_dialect: Dialect):
     statement = (
         update(_contacts)
         .where(
-            _contacts.c.tenant_id == bindparam("tenant_id"),
             _contacts.c.id == bindparam("contact_id"),
             or_(
                 _contacts.c.reviewed_at_us.is_(None),
@@ -182,7 +183,7 @@ def _project_reviewed(_dialect: Dialect):
         )
         .values(reviewed_at_us=bindparam("occurred_at_us"))
     )
-    return statement, ("tenant_id", "contact_id", "occurred_at_us")
+    return statement, ("contact_id", "occurred_at_us")
 
 
 _BUILDERS = {

@@ -83,7 +83,7 @@ def test_deferred_contact_does_not_count_as_sent():
     assert isinstance(decisions[0], Defer) and decisions[1] == SEND
 
 
-def test_quiet_hours_share_one_defer_per_zone_set():
+def test_quiet_hours_are_worked_out_once_per_zone_set():
     night = NOW + 10 * 3_600_000_000
     gate = evaluator(bulk("sms"), quiet_hours={"start": "21:00", "end": "08:00"})
     audience = [row(i, f"+1555000{i:04d}", timezone="America/Chicago") for i in range(1, 50)]

@@ -76,6 +76,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'external_id', name=op.f('uq_contacts_tenant_id_external_id'))
     )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contacts_tenant_id_id'), ['tenant_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contacts_tenant_id_lead_source_id'), ['tenant_id', 'lead_source', 'id'], unique=False)
 
     op.create_table('tenant_policies',
@@ -181,6 +182,7 @@ def downgrade() -> None:
     op.drop_table('consent_events')
     op.drop_table('tenant_policies')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contacts_tenant_id_id'))
         batch_op.drop_index(batch_op.f('ix_contacts_tenant_id_lead_source_id'))
 
     op.drop_table('contacts')
