@@ -29,6 +29,9 @@ class Settings:
     batch_size: int = 1000
     # Transient delivery failures: attempts per message and the first backoff (doubling,
     # with full jitter) before a delivery is left pending for `campaign resume`.
+    # Ask Twilio to report delivery to `{public_url}/webhooks/twilio/{tenant}/status`
+    # (`consentry serve`); off where nothing serves that URL (benchmarks).
+    status_callbacks: bool = True
     retry_attempts: int = 5
     retry_base_s: float = 0.5
 
@@ -46,6 +49,7 @@ class Settings:
             public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
             secret=env.get("CONSENTRY_SECRET", d.secret),
             sms_from=env.get("CONSENTRY_SMS_FROM", d.sms_from),
+            status_callbacks=env.get("CONSENTRY_STATUS_CALLBACKS", "on").lower() not in ("off", "false", "0", "no"),
             retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
             retry_base_s=_number(env, "CONSENTRY_RETRY_BASE_S", d.retry_base_s, float),
         )

@@ -22,7 +22,7 @@ from gating.message import Message
 from gating.policy import ClassMode, TenantPolicy
 from gating.reasons import Reason
 from gating.rules import RULES, decide
-from gating.state import ConsentState, ContactRow, LedgerRow, build_states
+from gating.state import ConsentState, ContactRow, LedgerRow, LocalZones, build_states
 
 __all__ = [
     "BatchEvaluator",
@@ -35,6 +35,7 @@ __all__ = [
     "Defer",
     "Explanation",
     "LedgerRow",
+    "LocalZones",
     "Message",
     "PolicyError",
     "RULES",

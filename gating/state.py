@@ -42,7 +42,7 @@ from gating.ledger import (
     SMS_GRANT,
     event_effect,
 )
-from gating.quiet_hours import local_zones, quiet_until
+from gating.quiet_hours import load_zone, local_zones, quiet_until
 from gating.reasons import Reason
 
 NEVER = (1 << 63) - 1  # an instant no `now_us` passes: the rule never fails on time
@@ -121,6 +121,8 @@ class LocalZones:
     verdict: Send | Defer | None = None
 
 
+_USE_PHONE = LocalZones(())  # cache marker: the contact names no valid zone of its own
+
 _NO_ADDRESS = Reason.NO_ADDRESS.bit
 _INVALID_ADDRESS = Reason.INVALID_ADDRESS.bit
 _DO_NOT_CONTACT = Reason.DO_NOT_CONTACT.bit
@@ -184,9 +186,10 @@ def _build(
     table = policy._effects
     relevant = policy.relevant_effects
     target = policy.target
-    zone_cache: dict[tuple, LocalZones] = {}
+    zone_cache: dict[str | None, LocalZones] = {}  # by the contact's timezone (_USE_PHONE: none valid)
+    phone_cache: dict[str | None, LocalZones] = {}  # by the phone's zones
     checked_at_us = None if now_us == NEVER else now_us
-    source_cache: dict[str, bool] = {}
+    source_cache: dict[str | None, bool] = {}
     new = tuple.__new__
     states: list[ConsentState] = []
     append = states.append
@@ -255,8 +258,12 @@ def _build(
             mask |= _OPTED_OUT
         if not grant:  # no covering event, or the latest one is a revoke
             mask |= _NO_CONSENT if cev is None else _NO_CONSENT | _REVOKED
-        if awaiting_live and sev is None and lead_source_waits(lead_source, excluded, source_cache):
-            mask |= _AWAITING
+        if awaiting_live and sev is None:
+            waits = source_cache.get(lead_source)
+            if waits is None:
+                waits = source_cache[lead_source] = lead_source_waits(lead_source, excluded)
+            if waits:
+                mask |= _AWAITING
         if cap is not None and recent.get(cid, 0) >= cap:
             mask |= _CAPPED
 
@@ -274,10 +281,14 @@ def _build(
                 review_due = ALWAYS
 
         local = None
-        if quiet_live:
-            local = zone_cache.get((timezone, zones))
+        if quiet_live:  # the contact's own zone if it names one, else its phone's zones
+            local = zone_cache.get(timezone)
             if local is None:
-                local = zone_cache[(timezone, zones)] = _where(timezone, zones, policy, checked_at_us)
+                local = zone_cache[timezone] = _where(timezone, None, policy, checked_at_us, own_only=True)
+            if local is _USE_PHONE:
+                local = phone_cache.get(zones)
+                if local is None:
+                    local = phone_cache[zones] = _where(None, zones, policy, checked_at_us)
         append(new(ConsentState, (
             cid, own, shared, mask, expires if expires < review_due else review_due, expires, review_due,
             local, bev, oev, cev, sev, rev,
@@ -291,7 +302,10 @@ def _build(
     return states
 
 
-def _where(timezone: str | None, phone_zones: str | None, policy: CompiledPolicy, at_us: int | None) -> LocalZones:
+def _where(timezone: str | None, phone_zones: str | None, policy: CompiledPolicy, at_us: int | None,
+           own_only: bool = False) -> LocalZones:
+    if own_only and load_zone(timezone) is None:
+        return _USE_PHONE
     zones = local_zones(timezone, phone_zones, policy.zone)
     if at_us is None or policy.quiet is None:
         return LocalZones(zones)
@@ -299,12 +313,7 @@ def _where(timezone: str | None, phone_zones: str | None, policy: CompiledPolicy
     return LocalZones(zones, at_us, SEND if until is None else Defer(until, Reason.QUIET_HOURS))
 
 
-def lead_source_waits(lead_source: str | None, excluded: frozenset[str], cache: dict[str, bool]) -> bool:
+def lead_source_waits(lead_source: str | None, excluded: frozenset[str]) -> bool:
     """Rule 4: does this lead source still need the opt-in text? Excluded sources match
     case-insensitively; a contact without a lead source is never excluded."""
-    if not lead_source:
-        return True
-    waits = cache.get(lead_source)
-    if waits is None:
-        waits = cache[lead_source] = lead_source.lower() not in excluded
-    return waits
+    return not lead_source or lead_source.lower() not in excluded

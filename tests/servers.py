@@ -225,19 +225,6 @@ def _accepts_tcp(port: int) -> bool:
         return False
 
 
-def _make_traversable(path: Path) -> None:
-    """Let other users pass through ``path``'s ancestors (search bit only, no listing).
-
-    Needed as root: the server runs as ``postgres`` inside pytest's private (0700) temp tree.
-    pytest makes ``/tmp/pytest-of-root`` private again at the start of the next session.
-    """
-    for directory in [path, *path.parents]:
-        mode = directory.stat().st_mode
-        if mode & 0o001:
-            continue
-        os.chmod(directory, (mode & 0o7777) | 0o011)
-
-
 def _run_async(make_coro: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a coroutine on a private event loop in a worker thread.
 
@@ -268,20 +255,35 @@ class PostgresServer:
 
     Durability is switched off (fsync, full-page writes, synchronous commit): the data dies
     with the test session, and these are what make CREATE DATABASE and commits fast.
+
+    ``base_dir`` holds the logs and, normally, the cluster. As root the cluster lives in its
+    own ``postgres``-owned directory under the system temp dir instead (``base_dir/cluster``
+    links to it), removed by ``stop()``: the server runs as ``postgres``, which cannot reach
+    into root's private pytest tree, and making that tree traversable does not last, since
+    every pytest session that starts makes ``/tmp/pytest-of-root`` private again, under a
+    running server's feet.
     """
 
     def __init__(self, base_dir: Path, *, port: int | None = None) -> None:
         self.bindir = find_postgres_bindir()
         self.base_dir = Path(base_dir)
-        self.data_dir = self.base_dir / "data"
-        self.socket_dir = self.base_dir / "sock"
+        self.cluster_dir = self.base_dir / "cluster"
         self.log_path = self.base_dir / "postgres.log"
         self.requested_port = port
         self.port = 0
         self.user = POSTGRES_USER
         self._proc: subprocess.Popen[bytes] | None = None
         self._run_as: dict[str, Any] = {}
+        self._owns_external_cluster = False
         self._names = itertools.count(1)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cluster_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.cluster_dir / "sock"
 
     # URLs ------------------------------------------------------------------------------
 
@@ -298,21 +300,33 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_user()
-        self._initdb()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self.port = self.requested_port or free_port()
-            try:
-                self._start_postmaster()
-                break
-            except ServerStartError:
-                self.stop()
-                if self.requested_port or attempt == START_ATTEMPTS:
-                    raise
-        self.create_database(DEFAULT_DATABASE)
+        try:
+            self._prepare_cluster_dir()
+            self._initdb()
+            for attempt in range(1, START_ATTEMPTS + 1):
+                self.port = self.requested_port or free_port()
+                try:
+                    self._start_postmaster()
+                    break
+                except ServerStartError:
+                    self._stop_postmaster()
+                    if self.requested_port or attempt == START_ATTEMPTS:
+                        raise
+            self.create_database(DEFAULT_DATABASE)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        """Stop the server and remove a cluster directory outside ``base_dir``."""
+        self._stop_postmaster()
+        if self._owns_external_cluster:
+            shutil.rmtree(self.cluster_dir.resolve(), ignore_errors=True)
+            self.cluster_dir.unlink(missing_ok=True)
+            self._owns_external_cluster = False
+
+    def _stop_postmaster(self) -> None:
         if self._proc is not None:
             # SIGQUIT is immediate shutdown: no checkpoint, which we would throw away anyway.
             _stop_process_group(self._proc, signal.SIGQUIT)
@@ -324,10 +338,11 @@ class PostgresServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _prepare_user(self) -> None:
+    def _prepare_cluster_dir(self) -> None:
         if os.geteuid() != 0:
             # Not root: the server runs as ourselves, which PostgreSQL accepts; the superuser
             # role is still named `postgres` (initdb --username).
+            self.cluster_dir.mkdir()
             return
         try:
             entry = pwd.getpwnam(POSTGRES_USER)
@@ -337,8 +352,11 @@ class PostgresServer:
                 "/etc/passwd",
             ) from None
         self._run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        _make_traversable(self.base_dir)
-        os.chown(self.base_dir, entry.pw_uid, entry.pw_gid)
+        # mkdtemp makes it 0700; the temp dir itself (/tmp, 1777) is traversable by anyone.
+        external = Path(tempfile.mkdtemp(prefix="consentry-pg-"))
+        os.chown(external, entry.pw_uid, entry.pw_gid)
+        self._owns_external_cluster = True
+        self.cluster_dir.symlink_to(external)
 
     def _popen(self, args: list[str], log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -347,7 +365,7 @@ class PostgresServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=_server_env(),
-            cwd=self.base_dir,
+            cwd=self.cluster_dir.resolve(),  # a directory the server's user can reach
             start_new_session=True,  # own process group: stop() kills it whole
             preexec_fn=_parent_death_signal(),
             **self._run_as,
@@ -356,7 +374,7 @@ class PostgresServer:
     def _initdb(self) -> None:
         args = [
             str(self.bindir / "initdb"),
-            "--pgdata", str(self.data_dir),
+            "--pgdata", str(self.data_dir.resolve()),
             "--username", POSTGRES_USER,  # superuser name, whoever runs the server
             "--auth", "trust",
             "--encoding", "UTF8",
@@ -381,9 +399,9 @@ class PostgresServer:
             os.chown(self.socket_dir, self._run_as["user"], self._run_as["group"])
         args = [
             str(self.bindir / "postgres"),
-            "-D", str(self.data_dir),
+            "-D", str(self.data_dir.resolve()),
             "-p", str(self.port),
-            "-k", str(self.socket_dir),
+            "-k", str(self.socket_dir.resolve()),
             "-c", f"listen_addresses={LOOPBACK}",
             "-c", "fsync=off",
             "-c", "full_page_writes=off",

@@ -24,7 +24,7 @@ from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
 from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
-from engine.imports.statements import contacts_by_external_id
+from engine.imports.statements import contacts_by_external_id, refresh_statistics
 from engine.imports.summary import ImportSummary
 from engine.timeutil import now_us
 
@@ -52,6 +52,7 @@ async def import_consent_events(
     with CsvSource(path, COLUMNS, REQUIRED) as source:
         async with engine.begin() as conn:
             record = await load_tenant(conn, tenant)
+            await refresh_statistics(conn)  # the contacts may have just been imported
             rules = EventRules.for_file(source.header, record.policy)
             rejections = Rejections(
                 path, source.header, keep=not skip_invalid, rejects_path=rejects_path, on_reject=on_reject

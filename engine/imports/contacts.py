@@ -39,7 +39,7 @@ from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
 from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
-from engine.imports.statements import contacts_by_external_id, executemany, prepared
+from engine.imports.statements import contacts_by_external_id, executemany, prepared, refresh_statistics
 from engine.imports.summary import ImportSummary
 from engine.timeutil import now_us
 
@@ -85,6 +85,7 @@ async def import_contacts(
                 rejections.close()
             if rejections.count and not skip_invalid:
                 raise InputErrors(rejections.errors)  # leaves engine.begin(): rolled back
+            await refresh_statistics(conn)  # for the next import's lookups, too
     return writer.summary
 
 
@@ -133,6 +134,9 @@ class _ContactWriter:
         # external_id -> first line, for rows rejected in earlier chunks (written rows are
         # found in the database instead). Grows with errors only.
         self.rejected_ids: dict[str, int] = {}
+        # When to refresh the planner's statistics next: each time the contacts created
+        # by this import have doubled (statements.refresh_statistics).
+        self.next_statistics = 1
 
     async def write(self, chunk: Chunk, checked: CheckedContacts) -> None:
         problems: dict[int, list[tuple[str, str]]] = defaultdict(list)
@@ -223,6 +227,9 @@ class _ContactWriter:
         await record_event_rows(self.conn, opt_outs)
 
         self.summary.contacts_created += len(created)
+        if self.summary.contacts_created >= self.next_statistics:
+            await refresh_statistics(self.conn)
+            self.next_statistics = 2 * self.summary.contacts_created
         self.summary.contacts_updated += len(valid) - len(created)
         self.summary.events_recorded += len(opt_outs)
 

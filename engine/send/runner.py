@@ -90,7 +90,7 @@ async def run_range(
     """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default."""
     content = Content(record, tenant, settings)
     # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
-    callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status"
+    callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
     channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
     try:
         return await CampaignRun(engine, record, tenant, content, channel, options, observer, id_range).run()
@@ -119,7 +119,9 @@ async def open_channel_transport(channel: str, settings: Settings, concurrency: 
     if channel == "email":
         from engine.transports.smtp import SmtpPool
 
-        pool = SmtpPool(settings.smtp_url, size=max(1, min(concurrency, 8)))
+        # One message per four round trips on a session: with a slow relay the number of
+        # connections sets the rate, so the pool follows the concurrency.
+        pool = SmtpPool(settings.smtp_url, size=max(1, concurrency))
         return pool, pool.close
     from engine.transports.sms import TwilioSms
 

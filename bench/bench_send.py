@@ -1,0 +1,187 @@
+"""Benchmark of `campaign send` against the capture servers, with its ceiling and baseline.
+
+    .venv/bin/python -m bench.bench_send                       # 100,000 email + 100,000 SMS
+    .venv/bin/python -m bench.bench_send --sizes 10000 100000 --latency-sizes 5000
+
+Every capture server runs in its own process (`consentry capture smtp|sms --latency-ms L`).
+For each channel, in one run:
+
+1. `campaign send` (a fresh process: gate, record, render, dispatch, record) on audiences of
+   each `--sizes`, with no added latency: messages/s and the process's peak RSS (flat memory:
+   the RSS of the largest over the smallest audience);
+2. the transport ceiling on the same server: bare aiosmtplib over `--concurrency` reused
+   connections sending pre-rendered bytes, or bare `messages.create_async` at the same
+   concurrency (bench/bench_transport.py), with no database and no gating;
+3. with 50 ms added to every SMTP reply and API response: `campaign send` at
+   `--slow-concurrency`, against the naive baseline (an EmailMessage and a new connection
+   per message / a sequential synchronous `messages.create`, extrapolated from
+   `--baseline` messages).
+
+Every contact is sendable (opt-out regime, no opt-in wait, no quiet hours), so every
+recipient costs a full send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.bench_transport import (
+    capture_server,
+    email_bytes,
+    email_ceiling,
+    email_naive,
+    sms_ceiling,
+    sms_naive,
+)
+
+TENANT = """\
+tenant: bench
+name: Bench Motors
+regime: opt_out
+country: US
+timezone: America/Chicago
+postal_address: "1 Main St, Springfield, IL 62701, USA"
+classes:
+  marketing: {mode: opt_out}
+  transactional: {mode: exempt}
+"""
+
+EMAIL_CAMPAIGN = """\
+campaign: {code}
+tenant: bench
+kind: bulk
+channel: email
+class: marketing
+template: spring_offer
+subject: "{{{{ first_name or 'Hello' }}}}, your spring service offer"
+sender: {{email: service@bench.example, name: Bench Service}}
+"""
+
+SMS_CAMPAIGN = """\
+campaign: {code}
+tenant: bench
+kind: bulk
+channel: sms
+class: marketing
+template: live_lead
+sender: {{phone: "+15550001111"}}
+"""
+
+
+def write_contacts(path: Path, count: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["external_id", "first_name", "last_name", "email", "phone", "timezone"])
+        for n in range(count):
+            out.writerow([f"B{n:07d}", "Ava", "Smith", f"customer{n}@example.com", f"+1312{2000000 + n:07d}", "America/Chicago"])
+
+
+def prepare(directory: Path, count: int) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+    (directory / "tenant.yaml").write_text(TENANT)
+    write_contacts(directory / "contacts.csv", count)
+    cli = [sys.executable, "-m", "engine"]
+    for args in (["db", "init"], ["tenant", "apply", str(directory / "tenant.yaml")],
+                 ["contacts", "import", str(directory / "contacts.csv"), "--tenant", "bench"]):
+        subprocess.run([*cli, *args, "--db", url], check=True, stdout=subprocess.DEVNULL)
+    return url
+
+
+def send(url: str, directory: Path, channel: str, code: str, port: int, concurrency: int) -> dict:
+    path = directory / f"{code}.yaml"
+    path.write_text((EMAIL_CAMPAIGN if channel == "email" else SMS_CAMPAIGN).format(code=code))
+    # No status callbacks: nothing serves them here, and the ceiling asks for none either.
+    env = {**os.environ, "CONSENTRY_SMTP_URL": f"smtp://127.0.0.1:{port}", "CONSENTRY_TWILIO_URL": f"http://127.0.0.1:{port}",
+           "CONSENTRY_STATUS_CALLBACKS": "off"}
+    args = [sys.executable, "-m", "engine", "campaign", "send", str(path), "--db", url, "--concurrency", str(concurrency)]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = process.communicate()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"campaign send failed:\n{err.decode()}")
+    summary = out.decode()
+    sent = int(summary.split(" sent ", 1)[1].split(" failed", 1)[0].rstrip(",").replace(",", ""))
+    return {"sent": sent, "wall_s": wall, "per_s": sent / wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+async def timed(run) -> float:  # noqa: ANN001
+    started = time.perf_counter()
+    await run
+    return time.perf_counter() - started
+
+
+def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    results = []
+    sizes = sorted(args.sizes)
+    databases = {size: prepare(workdir / f"n{size}", size) for size in sorted({*sizes, args.latency_size})}
+    for channel in args.channels:
+        store = workdir / f"capture-{channel}"
+        kind = "smtp" if channel == "email" else "sms"
+        server = capture_server(kind, store, 0)
+        try:
+            runs = [send(databases[size], workdir / f"n{size}", channel, f"{channel}-{size}", server.port, args.concurrency) for size in sizes]
+            count = sizes[-1]
+            if channel == "email":
+                ceiling_s = asyncio.run(timed(email_ceiling(server.port, email_bytes(count, "ceiling"), args.concurrency)))
+            else:
+                ceiling_s = asyncio.run(timed(sms_ceiling(server.port, count, args.concurrency)))
+        finally:
+            server.stop()
+        ceiling = count / ceiling_s
+        for size, result in zip(sizes, runs, strict=True):
+            row = {"channel": channel, "latency_ms": 0, "recipients": size, "concurrency": args.concurrency,
+                   "send_per_s": round(result["per_s"]), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                   "ceiling_per_s": round(ceiling), "vs_ceiling": round(result["per_s"] / ceiling, 2)}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+        print(json.dumps({"channel": channel, "rss_growth": round(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 2)}), flush=True)
+
+        server = capture_server(kind, workdir / f"capture-{channel}-slow", 50)
+        try:
+            slow = send(databases[args.latency_size], workdir / f"n{args.latency_size}", channel, f"{channel}-slow",
+                        server.port, args.slow_concurrency)
+            if channel == "email":
+                naive_s = asyncio.run(timed(email_naive(server.port, args.baseline, "naive")))
+            else:
+                naive_s = asyncio.run(timed(asyncio.to_thread(lambda: asyncio.run(sms_naive(server.port, args.baseline)))))
+        finally:
+            server.stop()
+        naive = args.baseline / naive_s
+        row = {"channel": channel, "latency_ms": 50, "recipients": args.latency_size, "concurrency": args.slow_concurrency,
+               "send_per_s": round(slow["per_s"]), "naive_per_s": round(naive, 1), "vs_naive": round(slow["per_s"] / naive, 1)}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_send", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--latency-size", type=int, default=5_000)
+    parser.add_argument("--channels", nargs="+", default=["email", "sms"], choices=["email", "sms"])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--slow-concurrency", type=int, default=128)
+    parser.add_argument("--baseline", type=int, default=50, help="naive-baseline messages at 50 ms")
+    parser.add_argument("--dir", type=Path)
+    args = parser.parse_args()
+    if args.dir:
+        run(args, args.dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="consentry-send-") as tmp:
+        run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
