@@ -10,7 +10,8 @@ the Debian layout ``/usr/lib/postgresql/<version>/bin``. A missing binary raises
 skip, because a run without the real servers proves nothing.
 
 PostgreSQL refuses to run as root, so when we are root ``initdb`` and ``postgres`` run as the
-``postgres`` system user, which must own the data directory and be able to reach it.
+``postgres`` system user, with the cluster in a directory that user owns and can reach (see
+``PostgresServer``).
 
 Used by ``tests/conftest.py``; from a shell (bench, demo on PostgreSQL)::
 

@@ -129,6 +129,7 @@ class SmtpPool(EmailTransport):
         self._idle: list[_Session] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False
+        self._quitting: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.connections_opened = 0
 
     async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> str:
@@ -165,7 +166,8 @@ class SmtpPool(EmailTransport):
         """QUIT every idle session (politely, bounded by `timeout`)."""
         self._closed = True
         idle, self._idle = self._idle, []
-        await asyncio.gather(*(session.quit(self.timeout) for session in idle), return_exceptions=True)
+        await asyncio.gather(*(session.quit(self.timeout) for session in idle), *self._quitting,
+                             return_exceptions=True)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -199,7 +201,9 @@ class SmtpPool(EmailTransport):
     def _checkin(self, session: _Session) -> None:
         limit = self.max_messages_per_connection
         if self._closed or not session.client.is_connected or (limit and session.sent >= limit):
-            asyncio.get_running_loop().create_task(session.quit(self.timeout))
+            task = asyncio.get_running_loop().create_task(session.quit(self.timeout))
+            self._quitting.add(task)
+            task.add_done_callback(self._quitting.discard)
         else:
             self._idle.append(session)
 

@@ -138,3 +138,16 @@ def test_batch_matches_decide_per_contact():
 
 def test_empty_batch():
     assert evaluator().evaluate([], [], None, NOW) == []
+
+
+def test_zone_sources_do_not_leak_between_contacts_of_a_batch():
+    night_in_la = NOW + 13 * 3_600_000_000  # 05:00 UTC: 22:00 in Los Angeles, 14:00 in Tokyo
+    gate = evaluator(bulk("sms"), quiet_hours={"start": "21:00", "end": "08:00"})
+    audience = [
+        row(1, "+15550001", address_zones="America/Los_Angeles"),
+        row(2, "+15550002", timezone="Asia/Tokyo", address_zones="America/Los_Angeles"),
+        row(3, "+15550003", timezone="Not/A_Zone", address_zones="America/Los_Angeles"),
+        row(4, "+15550004", timezone="Asia/Tokyo"),
+        row(5, "+15550005", timezone="Not/A_Zone"),  # no valid zone at all: the tenant's (New York, 01:00)
+    ]
+    assert [d.decision for d in gate.evaluate(audience, [], {}, night_in_la)] == ["defer", "send", "defer", "send", "defer"]

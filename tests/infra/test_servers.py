@@ -134,7 +134,9 @@ def test_servers_stop_with_their_whole_process_group(tmp_path: Path) -> None:
         assert postmaster is not None
         group = postmaster.pid
         assert os.getpgid(postmaster.pid) == group
+        cluster = server.data_dir.resolve().parent
     assert postmaster.poll() is not None
+    assert not cluster.exists()  # as root it lives outside tmp_path, and must not leak
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)
 
