@@ -12,8 +12,9 @@ the window. An end that does not exist (spring forward: 02:30 on a night that sk
 the wall clock is past the end. An end that exists twice (fall back) is its first
 occurrence, unless that is not after the instant being deferred, then its second.
 
-What it must never do: read the clock (`now_us` is a parameter), cache across calls
-(the batch evaluator caches per batch, where `now` is fixed), or log.
+What it must never do: read the clock (`now_us` is a parameter), cache anything (the
+state builder works a verdict out once per zone set per batch, where `now` is fixed), or
+log.
 """
 
 from __future__ import annotations
