@@ -161,7 +161,12 @@ def write_events(path: Path, rows: int, contacts: int) -> None:
 def _measure(kind: str, path: str, url: str, workers: int) -> dict:
     from campaigns.tenant_file import parse_tenant_text
     from engine.db.session import make_engine
-    from engine.imports import check_consent_events, check_contacts, import_consent_events, import_contacts
+    from engine.imports import (
+        check_consent_events,
+        check_contacts,
+        import_consent_events,
+        import_contacts,
+    )
 
     policy = parse_tenant_text(TENANT_YAML)
 

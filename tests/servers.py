@@ -265,8 +265,9 @@ class PostgresServer:
     running server's feet.
     """
 
-    def __init__(self, base_dir: Path, *, port: int | None = None) -> None:
+    def __init__(self, base_dir: Path, *, port: int | None = None, keep_data: bool = False) -> None:
         self.bindir = find_postgres_bindir()
+        self.keep_data = keep_data
         self.base_dir = Path(base_dir)
         self.cluster_dir = self.base_dir / "cluster"
         self.log_path = self.base_dir / "postgres.log"
@@ -322,7 +323,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server and remove a cluster directory outside ``base_dir``."""
         self._stop_postmaster()
-        if self._owns_external_cluster:
+        if self._owns_external_cluster and not self.keep_data:
             shutil.rmtree(self.cluster_dir.resolve(), ignore_errors=True)
             self.cluster_dir.unlink(missing_ok=True)
             self._owns_external_cluster = False
@@ -576,8 +577,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with _scratch_dir(args.keep) as base:
-            server_type = PostgresServer if args.server == "postgres" else RedisServer
-            with server_type(base, port=args.port) as server:
+            server: PostgresServer | RedisServer
+            if args.server == "postgres":
+                server = PostgresServer(base, port=args.port, keep_data=args.keep)
+            else:
+                server = RedisServer(base, port=args.port)
+            with server:
                 print(server.url(), flush=True)
                 print(f"data in {base}; Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
                 stop.wait()

@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from campaigns.errors import InputError, InputErrors
 from engine.db.models import Contact
 from engine.db.tenants import load_tenant
-from engine.imports.consent_rows import COLUMNS, REQUIRED, CheckedEvents, EventRules, check_event_rows
+from engine.imports.consent_rows import (
+    COLUMNS,
+    REQUIRED,
+    CheckedEvents,
+    EventRules,
+    check_event_rows,
+)
 from engine.imports.csv_source import Chunk, CsvSource, Header
 from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline

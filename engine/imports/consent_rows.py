@@ -13,7 +13,17 @@ from typing import NamedTuple
 from engine.imports.addresses import AddressError, normalize_address
 from engine.imports.cells import CellError, check_length, parse_instant_with_offset
 from engine.imports.csv_source import Header
-from engine.imports.ledger import ACTIONS, CHANNELS, PARTIES
+from engine.imports.vocabulary import (
+    ACTIONS,
+    CHANNELS,
+    PARTIES,
+)
+from engine.imports.vocabulary import (
+    CONTACT_LEVEL_ACTIONS as _CONTACT_LEVEL,
+)
+from engine.imports.vocabulary import (
+    SCOPED_ACTIONS as _SCOPED,
+)
 
 __all__ = ["COLUMNS", "REQUIRED", "CheckedEvents", "EventRow", "EventRules", "check_event_rows"]
 
@@ -33,8 +43,6 @@ COLUMNS = (
 # Without these columns no row could be valid: a bad file, reported once on line 1.
 REQUIRED = ("external_id", "action", "method", "occurred_at")
 
-_SCOPED = ("grant", "revoke")  # the actions that take a class and a party
-_CONTACT_LEVEL = ("opt_out", "opt_in", "review")  # the actions without a channel
 _LIMITS = {"method": 64, "actor": 200, "basis": 200}
 _ADDRESS_LIMIT = 320
 

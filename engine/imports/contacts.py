@@ -39,7 +39,12 @@ from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
 from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
-from engine.imports.statements import contacts_by_external_id, executemany, prepared, refresh_statistics
+from engine.imports.statements import (
+    contacts_by_external_id,
+    executemany,
+    prepared,
+    refresh_statistics,
+)
 from engine.imports.summary import ImportSummary
 from engine.timeutil import now_us
 

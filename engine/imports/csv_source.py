@@ -25,10 +25,6 @@ __all__ = ["Chunk", "CsvSource", "Header"]
 
 CHUNK_ROWS = 4000
 
-# A quoted note can be long, but a single cell beyond this is a broken file (an unclosed
-# quote swallowing the rest of it), not data.
-_FIELD_LIMIT = 1_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -70,9 +66,12 @@ class CsvSource:
         self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._offset = 0
         self._undecodable: set[int] = set()
-        csv.field_size_limit(_FIELD_LIMIT)
         self._reader = csv.reader(self._lines())
-        self.header = self._read_header()
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> CsvSource:
         return self

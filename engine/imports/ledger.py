@@ -21,20 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Contact, ContactPoint
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
+from engine.imports.vocabulary import ACTIONS
 from engine.timeutil import now_us
 
 __all__ = [
-    "ACTIONS",
-    "CHANNELS",
-    "PARTIES",
     "contact_ids_for_address",
     "record_event_rows",
     "record_events",
 ]
-
-ACTIONS = ("grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review")
-CHANNELS = ("email", "sms", "voice", "letter", "social", "*")
-PARTIES = ("first", "third", "*")
 
 _REQUIRED = ("contact_id", "action", "method", "occurred_at_us")
 _OPTIONAL = ("channel", "class_code", "party", "address", "actor", "basis", "note", "cause", "recorded_at_us")

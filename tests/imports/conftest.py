@@ -104,7 +104,8 @@ class Workspace:
         """kind -> (address, is_valid, zones)"""
         rows = self.query(
             "SELECT p.kind, p.address, p.is_valid, p.zones FROM contact_points p"
-            " JOIN contacts c ON c.id = p.contact_id JOIN tenants t ON t.id = c.tenant_id"
+            " JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id"
+            " JOIN tenants t ON t.id = c.tenant_id"
             " WHERE t.code = :tenant AND c.external_id = :external_id",
             tenant=tenant,
             external_id=external_id,
@@ -115,7 +116,7 @@ class Workspace:
         """(action, channel, class_code, party, address, method, occurred_at_us), in ledger order."""
         return self.query(
             "SELECT e.action, e.channel, e.class_code, e.party, e.address, e.method, e.occurred_at_us"
-            " FROM consent_events e JOIN contacts c ON c.id = e.contact_id"
+            " FROM consent_events e JOIN contacts c ON c.tenant_id = e.tenant_id AND c.id = e.contact_id"
             " JOIN tenants t ON t.id = e.tenant_id"
             " WHERE t.code = :tenant AND c.external_id = :external_id ORDER BY e.id",
             tenant=tenant,

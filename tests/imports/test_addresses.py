@@ -9,7 +9,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from phonenumbers.timezone import time_zones_for_number
 
-from engine.imports import AddressError, NormalizedAddress, normalize_address, normalize_email, normalize_phone
+from engine.imports import (
+    AddressError,
+    NormalizedAddress,
+    normalize_address,
+    normalize_email,
+    normalize_phone,
+)
 
 
 @pytest.mark.parametrize(
