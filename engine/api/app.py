@@ -38,6 +38,7 @@ from engine.api.services import SERVICES, Services
 from engine.config import Settings
 from engine.db.session import make_engine
 from engine.timeutil import now_us
+from engine.api import active_campaigns
 from metrics import Instruments, add_metrics_route, default_instruments
 
 __all__ = ["build_app"]
@@ -64,6 +65,7 @@ def build_app(
     for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, health):
         app.router.add_routes(module.routes)
     add_metrics_route(app, registry if registry is not None else instruments.registry)
+    active_campaigns.install(app, database, instruments)
 
     if owns_engine:
 
