@@ -82,7 +82,8 @@ async def check_campaign(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CHECK_COLUMNS)
     async for batch in iter_batches(
-        engine, tenant.id, channel, definition.model.audience, at_us, batch_size, cap_for(tenant.policy, channel)
+        engine, tenant.id, channel, definition.model.audience, at_us, batch_size, cap_for(tenant.policy, channel),
+        prefetch=True,
     ):
         decisions = evaluator.evaluate(batch.contacts, batch.ledger, batch.recent_sends, at_us)
         keys = [(d.decision, reason_code(d)) for d in decisions]

@@ -15,6 +15,8 @@ the ORM costs about 3x per row here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -119,8 +121,45 @@ async def iter_batches(
     cap: Cap | None = None,
     after_id: int = 0,
     upto_id: int | None = None,
+    prefetch: bool = False,
 ) -> AsyncIterator[Batch]:
-    """Yield the audience a batch at a time, each loaded in its own short transaction.
+    """Yield the audience a batch at a time (see `_load_batches`).
+
+    With `prefetch`, the next batch is read while the caller works on this one: the
+    database works in its own thread (aiosqlite) or server (PostgreSQL) while gating uses
+    this one, so a dry run uses both cores. A send does not prefetch: it gates each batch
+    on the state read just before it goes.
+    """
+    batches = _load_batches(engine, tenant_id, channel, audience, now_us, batch_size, cap, after_id, upto_id)
+    if not prefetch:
+        async for batch in batches:
+            yield batch
+        return
+    pending = asyncio.ensure_future(anext(batches, None))
+    try:
+        while (batch := await pending) is not None:
+            pending = asyncio.ensure_future(anext(batches, None))
+            yield batch
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        await batches.aclose()
+
+
+async def _load_batches(
+    engine: AsyncEngine,
+    tenant_id: int,
+    channel: str,
+    audience: Audience,
+    now_us: int | Callable[[], int],
+    batch_size: int = 1000,
+    cap: Cap | None = None,
+    after_id: int = 0,
+    upto_id: int | None = None,
+) -> AsyncIterator[Batch]:
+    """The audience a batch at a time, each loaded in its own short transaction.
 
     A batch is read when it is reached, so a contact changed during a long run is gated
     on its state at that moment. `now_us` is a fixed instant (a check `--at`) or a clock

@@ -42,6 +42,8 @@ from engine.imports.rejections import Rejections
 from engine.imports.statements import (
     contacts_by_external_id,
     executemany,
+    highest_contact_id,
+    new_contact_ids,
     prepared,
     refresh_statistics,
 )
@@ -198,6 +200,7 @@ class _ContactWriter:
         if not valid:
             return
         tenant_id, stamp = self.tenant_id, self.stamp
+        highest_before = await highest_contact_id(self.conn)
         await executemany(
             self.conn,
             prepared(self.conn, "upsert_contacts"),
@@ -208,9 +211,9 @@ class _ContactWriter:
             ],
         )
         created = [row.external_id for row in valid if row.external_id not in existing]
-        new = await contacts_by_external_id(self.conn, tenant_id, created) if created else {}
         contact_id = {external_id: found[0] for external_id, found in existing.items()}
-        contact_id.update((external_id, found[0]) for external_id, found in new.items())
+        if created:
+            contact_id.update(await new_contact_ids(self.conn, tenant_id, created, highest_before))
 
         points = []
         opt_outs = []

@@ -32,8 +32,16 @@ __all__ = ["DEFAULT_WORKERS", "run_pipeline"]
 C = TypeVar("C")
 R = TypeVar("R")
 
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may run on (containers)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # Beyond a few workers the main process (reading, writing) is the bottleneck.
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+DEFAULT_WORKERS = max(1, min(4, _usable_cpus()))
 
 
 async def run_pipeline(

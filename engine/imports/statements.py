@@ -32,6 +32,8 @@ __all__ = [
     "Prepared",
     "contacts_by_external_id",
     "executemany",
+    "highest_contact_id",
+    "new_contact_ids",
     "prepared",
     "refresh_statistics",
 ]
@@ -214,8 +216,33 @@ async def contacts_by_external_id(
     query = select(_contacts.c.external_id, _contacts.c.id, *columns).where(
         _contacts.c.tenant_id == tenant_id, clause
     )
-    result = await conn.execute(query, {"ids": ids})
-    return {row[0]: tuple(row[1:]) for row in result}
+    rows = (await conn.execute(query, {"ids": ids})).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def new_contact_ids(
+    conn: AsyncConnection, tenant_id: int, created: Sequence[str], highest_before: int | None
+) -> dict[str, int]:
+    """`external_id -> id` of contacts an upsert has just created, in insertion order.
+
+    On SQLite, when the highest id grew by exactly the number of contacts created, they got
+    the ids after `highest_before` in order (SQLite gives a new row the highest rowid plus
+    one; with the write lock held nobody else inserts), so no lookup is needed. Otherwise,
+    and on PostgreSQL, they are looked up.
+    """
+    if highest_before is not None:
+        highest = await highest_contact_id(conn)
+        if highest == highest_before + len(created):
+            return {external_id: highest_before + 1 + n for n, external_id in enumerate(created)}
+    return {external_id: found[0] for external_id, found in (await contacts_by_external_id(conn, tenant_id, created)).items()}
+
+
+async def highest_contact_id(conn: AsyncConnection) -> int | None:
+    """The highest contacts.id (0 for none) on SQLite; None elsewhere (ids come from a
+    sequence there, and are looked up)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return (await conn.execute(select(func.coalesce(func.max(_contacts.c.id), 0)))).scalar_one()
 
 
 async def refresh_statistics(conn: AsyncConnection) -> None:

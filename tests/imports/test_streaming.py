@@ -63,5 +63,9 @@ def test_a_large_file_in_worker_processes(workspace):
         ("C00000", "First0", True, acme[0][3], "email", "user0@example.com", True, None),
         ("C00000", "First0", True, acme[0][3], "phone", "+14155550000", True, "America/Los_Angeles"),
     ]
+    # Every point belongs to its own contact (ids of created contacts are not looked up on
+    # SQLite: see statements.new_contact_ids).
+    assert all(row[5] == f"user{int(row[0][1:])}@example.com" for row in acme if row[4] == "email")
+    assert all(row[5] == f"+1415555{int(row[0][1:]) % 10_000:04d}" for row in acme if row[4] == "phone")
     # The tenants' time zones differ, so reviewed_at differs; everything else is the same.
     assert [row[:3] + row[4:] for row in acme] == [row[:3] + row[4:] for row in stored("globex")]
