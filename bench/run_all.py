@@ -1,0 +1,55 @@
+"""`make bench`: every benchmark, one after the other, each printing its own figures.
+
+    .venv/bin/python -m bench.run_all            # the full sizes of docs/benchmarks.md
+    .venv/bin/python -m bench.run_all --quick    # small sizes: a smoke run in a few minutes
+
+Each benchmark runs in its own process (peak RSS is its own) and measures its baseline in
+the same run, so ratios stay meaningful on a shared, noisy machine. The figures and how to
+read them: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+FULL = [
+    ["bench.bench_gating"],
+    ["bench.bench_render"],
+    ["bench.bench_import", "--rows", "1000000", "--db", "sqlite"],
+    ["bench.bench_import", "--rows", "1000000", "--db", "postgres"],
+    ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "sqlite"],
+    ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "postgres"],
+    ["bench.bench_transport"],
+    ["bench.bench_send", "--sizes", "10000", "100000", "--latency-size", "10000"],
+]
+QUICK = [
+    ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
+    ["bench.bench_render", "--count", "10000", "--sms-count", "10000", "--dkim-count", "20"],
+    ["bench.bench_import", "--rows", "20000", "--db", "sqlite"],
+    ["bench.bench_check", "--contacts", "10000", "50000", "--db", "sqlite"],
+    ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="run only the benchmarks whose module contains this text")
+    args = parser.parse_args()
+    failures = 0
+    for command in QUICK if args.quick else FULL:
+        if args.only and args.only not in command[0]:
+            continue
+        print(f"\n=== python -m {' '.join(command)}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, "-m", *command])
+        print(f"=== exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        failures += code != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
