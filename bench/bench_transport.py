@@ -420,7 +420,8 @@ def markdown(results: list[Result], args: argparse.Namespace, command: str) -> s
         ours = servers[0]
         lines += ["## SMTP servers, same client", "",
                   f"The email ceiling client ({args.connections} reused aiosmtplib connections, 0 ms) against "
-                  "each server in its own process.", "",
+                  "each server in its own process. The client is the limit here, so msgs/s mostly shows how "
+                  "busy the machine was during each run; the server CPU column is the comparison.", "",
                   "| server | msgs/s | server CPU µs/msg | server CPU vs ours |", "|---|---:|---:|---:|"]
         for result in servers:
             lines.append(f"| {result.name} | {result.rate:,.0f} | {result.server_us:,.0f} | "

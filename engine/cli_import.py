@@ -47,6 +47,8 @@ def _run_import(ctx: Context, kind: str, path: str, tenant: str, skip_invalid: b
     from engine.imports.progress import progress_bar
 
     importer = import_contacts if kind == "contacts" else import_consent_events
+    if rejects_path is not None and os.path.abspath(rejects_path) == os.path.abspath(path):
+        raise click.BadParameter("must not be the file being imported", param_hint="--rejects")
 
     def rejected(error) -> None:  # noqa: ANN001
         click.echo(f"rejected: {error}", err=True)

@@ -69,3 +69,29 @@ def test_a_large_file_in_worker_processes(workspace):
     assert all(row[5] == f"+1415555{int(row[0][1:]) % 10_000:04d}" for row in acme if row[4] == "phone")
     # The tenants' time zones differ, so reviewed_at differs; everything else is the same.
     assert [row[:3] + row[4:] for row in acme] == [row[:3] + row[4:] for row in stored("globex")]
+
+
+def test_progress_is_reported_per_chunk_up_to_the_whole_file(workspace):
+    import asyncio
+    import io
+
+    from engine.db.session import make_engine
+    from engine.imports import import_contacts
+    from engine.imports.progress import progress_bar
+
+    path = workspace.contacts_file(*(f"P{i},,,,,,,,,," for i in range(9_000)), name="progress.csv")
+    seen = []
+
+    async def run():
+        engine = make_engine(workspace.url)
+        try:
+            return await import_contacts(engine, str(path), "acme", workers=0, on_progress=lambda *p: seen.append(p))
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    assert summary.contacts_created == 9_000
+    assert [rows for rows, _ in seen] == [4_000, 8_000, 9_000]
+    assert seen[-1][1] == path.stat().st_size
+    with progress_bar("import", 100, io.StringIO()) as advance:  # not a terminal: no bar
+        assert advance is None

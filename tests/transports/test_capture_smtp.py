@@ -106,6 +106,19 @@ async def test_aiosmtplib_round_trip_keeps_the_bytes(smtp_server: SmtpCaptureSer
     assert message["queue_id"] in reply
 
 
+async def test_a_message_larger_than_one_read(smtp_server: SmtpCaptureServer) -> None:
+    body = "".join(f"line {n}: {'x' * 60}\n" for n in range(5000)) + ".\n..\nend\n"  # ~350 KB
+    data = make_message(body=body, message_id="<big@acme.example>")
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_server.port) as client:
+        for message_id in ("<big@acme.example>", "<big2@acme.example>"):
+            await client.sendmail("a@b.example", ["x@y.example"],
+                                  data.replace(b"<big@acme.example>", message_id.encode()))
+    messages = await smtp_server.wait_for(2)
+    assert [m["raw"] for m in messages][0] == data
+    assert messages[1]["body"] == messages[0]["body"]
+    assert messages[0]["body"].endswith(".\n..\nend\n")
+
+
 async def test_duplicate_message_id_is_acknowledged_but_stored_once(smtp_server: SmtpCaptureServer) -> None:
     data = make_message(message_id="<resend@acme.example>")
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_server.port) as client:

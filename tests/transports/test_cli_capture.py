@@ -9,7 +9,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from engine.capture.store import read_messages
@@ -24,12 +23,6 @@ RECORDS = [
     {"channel": "sms", "to": "+15550002001", "from": "+15550001000", "body": "Your car is ready.",
      "sid": "SM" + "a" * 32, "received_at": "2026-11-24T18:00:01.000001Z"},
 ]
-
-# twilio 9 still passes `auth=` to aiohttp, which aiohttp 3.14 deprecates: not ours to fix.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:BasicAuth is deprecated:DeprecationWarning",
-    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
-)
 
 
 def write_store(directory: Path) -> None:

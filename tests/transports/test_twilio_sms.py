@@ -34,12 +34,6 @@ ACCOUNT = "AC" + "0" * 32
 TOKEN = "capture-test-token"  # the sms_capture fixture signs with it
 SENDER = "+15550001000"
 
-# twilio 9 still passes `auth=` to aiohttp, which aiohttp 3.14 deprecates: not ours to fix.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:BasicAuth is deprecated:DeprecationWarning",
-    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
-)
-
 
 @pytest_asyncio.fixture
 async def twilio(sms_server: SmsCaptureServer) -> AsyncIterator[TwilioSms]:
