@@ -296,6 +296,11 @@ def _finish(result) -> None:  # noqa: ANN001
     for (decision, reason), n in sorted(summary.decided.items(), key=lambda kv: -kv[1]):
         if decision != "send":
             click.echo(f"  {decision:<9} {reason:<22} {n:>9,}")
+    if summary.fatal:
+        raise ConsentryError(
+            f"campaign stopped: {summary.fatal}; fix the sender or credentials, then run "
+            f"`consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}`"
+        )
     if result.unfinished:
         error = ConsentryError(
             f"{result.unfinished:,} deliveries are not sent yet (transport errors); "

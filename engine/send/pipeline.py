@@ -36,7 +36,7 @@ from engine.send.content import Content, Job
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
 from engine.timeutil import now_us
-from engine.transports.errors import PermanentError, TransientError
+from engine.transports.errors import PermanentError, SenderRejected, TransientError, TransportAuthError
 from gating import BatchEvaluator, Reason, TenantPolicy, compile_policy
 from metrics import Instruments, default_instruments
 
@@ -63,6 +63,7 @@ class RunSummary:
     failed: int = 0
     retry_later: int = 0
     reconciled: int = 0
+    fatal: str | None = None  # why the run stopped early, if it did
 
     def count(self, decision: str, reason: str, n: int = 1) -> None:
         self.decided[(decision, reason)] = self.decided.get((decision, reason), 0) + n
@@ -111,6 +112,9 @@ class CampaignRun:
         self._results: list[tuple[Job, _Outcome]] = []
         self._results_ready = asyncio.Event()
         self._stopping = False
+        # A failure that every message would share (sender refused, bad credentials) stops
+        # the run: recipients stay pending for a resume instead of all being marked failed.
+        self.fatal: PermanentError | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self._opt_in = tenant.policy["sms"]["opt_in_required"] and self.channel == "sms"
@@ -145,6 +149,8 @@ class CampaignRun:
         ):
             jobs = await self._gate_and_record(batch)
             for start in range(0, len(jobs), MARK_CHUNK):
+                if self.fatal is not None:
+                    return
                 chunk = jobs[start : start + MARK_CHUNK]
                 async with self._write_lock, self.engine.begin() as conn:
                     await ledger.mark_sending(conn, [job.delivery_id for job in chunk], now_us())
@@ -267,6 +273,8 @@ class CampaignRun:
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
+            if self.fatal is not None:
+                return _Outcome("pending", error=f"not attempted: {self.fatal}") if not job.in_doubt else _Outcome("sending")
             try:
                 if job.in_doubt and attempt == 0:
                     found = await self.transport.reconcile(self.content, job)
@@ -277,6 +285,11 @@ class CampaignRun:
                 with self.metrics.time_dispatch(self.channel):
                     provider_id, segments = await self.transport.deliver(self.content, job)
                 return _Outcome("sent", provider_id=provider_id, segments=segments)
+            except (SenderRejected, TransportAuthError) as exc:
+                self.metrics.record_transport_error(self.channel, "permanent")
+                self.fatal = exc
+                # The transport refused the sender itself: nothing reached the recipient.
+                return _Outcome("pending", error=f"{exc.code}: {exc.message}")
             except PermanentError as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
                 return _Outcome("failed", error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)

@@ -92,10 +92,13 @@ async def run_range(
     # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
     callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
     channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
+    run = CampaignRun(engine, record, tenant, content, channel, options, observer, id_range)
     try:
-        return await CampaignRun(engine, record, tenant, content, channel, options, observer, id_range).run()
+        summary = await run.run()
     finally:
         await closer()
+    summary.fatal = str(run.fatal) if run.fatal is not None else None
+    return summary
 
 
 async def settle(engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary) -> SendResult:

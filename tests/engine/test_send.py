@@ -256,3 +256,41 @@ def test_exactly_once_across_kill_9(tmp_path, sqlite_url, capture, channel):
         # killed run (concurrency 8 + one marked chunk of 64) can have arrived twice.
         assert server.duplicates <= 8 + 64
     assert sql(db, "select count(*) from deliveries where state in ('pending', 'sending')") == [(0,)]
+
+
+def test_a_relay_refusing_the_sender_stops_the_campaign_without_failing_recipients(dealership, capture, tmp_path, monkeypatch):
+    """A 5xx at MAIL FROM is everyone's problem, not each recipient's: stop, keep them pending."""
+    import asyncio
+    import threading
+
+    async def refuse_sender(reader, writer):  # noqa: ANN001
+        writer.write(b"220 strict.example ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            reply = {b"EHLO": b"250 strict.example\r\n", b"HELO": b"250 strict.example\r\n",
+                     b"MAIL": b"553 5.7.1 sender not allowed\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n")
+            writer.write(reply)
+            await writer.drain()
+            if verb == b"QUIT":
+                break
+        writer.close()
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncio.start_server(refuse_sender, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        files, db = dealership
+        monkeypatch.setenv("CONSENTRY_SMTP_URL", f"smtp://127.0.0.1:{port}")
+        result = consentry("campaign", "send", files["email"], "--at", AT, "--db", db)
+        assert result.code == 1 and "campaign stopped" in result.err and "sender not allowed" in result.err
+        assert sql(db, "select count(*) from deliveries where state = 'failed'") == [(0,)]
+        assert sql(db, "select count(*) from consent_events where cause is not null") == [(0,)]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    # With the right relay, a resume sends everyone.
+    monkeypatch.setenv("CONSENTRY_SMTP_URL", capture.env["CONSENTRY_SMTP_URL"])
+    ok("campaign", "resume", "spring-offer", "--tenant", "acme-motors", "--db", db)
+    assert sorted(m["to"] for m in capture.call(capture.smtp.wait_for(3, timeout=10))) == ["ava@example.com", "family@example.com", "mia@example.com"]
