@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -105,12 +105,6 @@ def _contact_query(tenant_id: int, channel: str, audience: Audience):
     return query
 
 
-def _id_filter(column, ids: Sequence[int], contiguous: bool):
-    # An unfiltered audience is a contiguous id range of the tenant: a range scan on the
-    # index beats a long IN list. A filtered one may be sparse: IN keeps the read exact.
-    return column.between(ids[0], ids[-1]) if contiguous else column.in_(ids)
-
-
 async def iter_batches(
     engine: AsyncEngine,
     tenant_id: int,
@@ -166,61 +160,56 @@ async def _load_batches(
     read once per batch (a live send); the instant used is the batch's `now_us`.
     """
     clock = now_us if callable(now_us) else (lambda: now_us)
-    base = _contact_query(tenant_id, channel, audience)
-    if upto_id is not None:
-        base = base.where(_contacts.c.id <= upto_id)
     contiguous = audience.is_empty()
+    # Built once with bound parameters: a new Select per page would cost SQLAlchemy a
+    # fresh cache key every time (a measurable share of a 1,000-row page).
+    page = _contact_query(tenant_id, channel, audience).where(_contacts.c.id > bindparam("last_id"))
+    if upto_id is not None:
+        page = page.where(_contacts.c.id <= upto_id)
+    page = page.limit(batch_size)
+    ids_of = _ids_filter(contiguous)
+    events = (
+        select(_events.c.contact_id, _events.c.id, _events.c.action, _events.c.channel, _events.c.class_code,
+               _events.c.party, _events.c.address, _events.c.occurred_at_us)
+        .where(_events.c.tenant_id == tenant_id, ids_of(_events.c.contact_id),
+               _events.c.occurred_at_us <= bindparam("now"))
+        .order_by(_events.c.contact_id, _events.c.occurred_at_us, _events.c.id)
+    )
+    sends = None
+    if cap is not None:
+        sends = (
+            select(_deliveries.c.contact_id, func.count())
+            .where(
+                _deliveries.c.tenant_id == tenant_id, ids_of(_deliveries.c.contact_id),
+                _deliveries.c.channel == channel, _deliveries.c.kind == "bulk", _deliveries.c.state == "sent",
+                _deliveries.c.sent_at_us > bindparam("since"), _deliveries.c.sent_at_us <= bindparam("now"),
+            )
+            .group_by(_deliveries.c.contact_id)
+        )
     last_id = after_id
     while True:
         now = clock()
         async with engine.connect() as conn:
-            contacts = (await conn.execute(base.where(_contacts.c.id > last_id).limit(batch_size))).all()
+            contacts = (await conn.execute(page, {"last_id": last_id})).all()
             if not contacts:
                 return
             ids = [row[0] for row in contacts]
-            ledger = (
-                await conn.execute(
-                    select(
-                        _events.c.contact_id,
-                        _events.c.id,
-                        _events.c.action,
-                        _events.c.channel,
-                        _events.c.class_code,
-                        _events.c.party,
-                        _events.c.address,
-                        _events.c.occurred_at_us,
-                    )
-                    .where(
-                        _events.c.tenant_id == tenant_id,
-                        _id_filter(_events.c.contact_id, ids, contiguous),
-                        _events.c.occurred_at_us <= now,
-                    )
-                    .order_by(_events.c.contact_id, _events.c.occurred_at_us, _events.c.id)
-                )
-            ).all()
+            bounds = {"lo": ids[0], "hi": ids[-1]} if contiguous else {"ids": ids}
+            ledger = (await conn.execute(events, {**bounds, "now": now})).all()
             recent: dict[int, int] = {}
-            if cap is not None:
-                recent = dict(
-                    (
-                        await conn.execute(
-                            select(_deliveries.c.contact_id, func.count())
-                            .where(
-                                _deliveries.c.tenant_id == tenant_id,
-                                _id_filter(_deliveries.c.contact_id, ids, contiguous),
-                                _deliveries.c.channel == channel,
-                                _deliveries.c.kind == "bulk",
-                                _deliveries.c.state == "sent",
-                                _deliveries.c.sent_at_us > now - cap.window_us,
-                                _deliveries.c.sent_at_us <= now,
-                            )
-                            .group_by(_deliveries.c.contact_id)
-                        )
-                    ).all()
-                )
+            if sends is not None:
+                recent = dict((await conn.execute(sends, {**bounds, "now": now, "since": now - cap.window_us})).all())
         yield Batch(contacts, ledger, recent, now)
         last_id = ids[-1]
         if len(contacts) < batch_size:
             return
+
+
+def _ids_filter(contiguous: bool):  # noqa: ANN202
+    """The batch's contacts in another table: a range when the audience is unfiltered."""
+    if contiguous:
+        return lambda column: column.between(bindparam("lo"), bindparam("hi"))
+    return lambda column: column.in_(bindparam("ids", expanding=True))
 
 
 async def iter_bounds(
