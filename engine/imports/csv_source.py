@@ -7,8 +7,11 @@ column given twice or a required one missing is a bad file (line 1, field = the 
 even with `--skip-invalid`.
 
 Rows the CSV layer can already tell are broken (a wrong number of fields, bytes that are
-not UTF-8) travel in the chunk as `broken`, so they are reported in line order with the
-rest; blank lines are skipped.
+not UTF-8, a NUL character, broken quoting) travel in the chunk as `broken`, so they are
+reported in line order with the rest; blank lines are skipped. Quoting is read strictly:
+a quote left open at the end of the file, or text after a closing quote, is an error
+rather than a cell that silently swallows the following lines. After one, reading goes
+on at the next line, and the error names every line it could not read.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ class CsvSource:
         self._chunk_rows = chunk_rows
         self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._offset = 0
-        self._undecodable: set[int] = set()
-        self._reader = csv.reader(self._lines())
+        self._bad_lines: dict[int, str] = {}  # line -> what is wrong with its bytes
+        self._reader = csv.reader(self._lines(), strict=True)
         try:
             self.header = self._read_header()
         except BaseException:
@@ -91,8 +94,10 @@ class CsvSource:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                self._undecodable.add(number)
+                self._bad_lines[number] = "is not valid UTF-8 text"
                 text = data.decode("utf-8", "replace")
+            if "\x00" in text:  # PostgreSQL cannot store it; no CSV writer means it
+                self._bad_lines[number] = "contains a NUL character"
             if number == 1 and text.startswith("\ufeff"):  # Excel's byte-order mark
                 text = text[1:]
             yield text
@@ -127,8 +132,14 @@ class CsvSource:
             raise InputErrors(errors)
         return Header(tuple(cells), columns)
 
+    def _problem(self, first: int, last: int) -> str | None:
+        for line in range(first, last + 1):
+            if line in self._bad_lines:
+                return self._bad_lines[line]
+        return None
+
     def chunks(self) -> Iterator[Chunk]:
-        """The data rows, `chunk_rows` at a time. A CSV syntax error ends the import."""
+        """The data rows, `chunk_rows` at a time, in file order."""
         width = len(self.header.columns)
         chunk = Chunk()
         reader = self._reader
@@ -137,13 +148,16 @@ class CsvSource:
             try:
                 cells = next(reader, None)
             except csv.Error as exc:
-                raise InputErrors([self._error(start, None, f"unreadable CSV: {exc}")]) from None
+                end = reader.line_num
+                lines = f"line {start}" if end <= start else f"lines {start}-{end}"
+                chunk.broken.append((start, [], "row", f"unreadable CSV ({exc}); {lines} skipped"))
+                cells = []
             if cells is None:
                 break
             if not any(cells):  # a blank line, or one of only commas
-                continue
-            if self._undecodable and self._undecodable.intersection(range(start, reader.line_num + 1)):
-                chunk.broken.append((start, cells, "row", "is not valid UTF-8 text"))
+                pass
+            elif self._bad_lines and (problem := self._problem(start, reader.line_num)):
+                chunk.broken.append((start, cells, "row", problem))
             elif len(cells) != width:
                 chunk.broken.append((start, cells, "row", f"has {len(cells)} fields, the header has {width}"))
             else:

@@ -330,3 +330,31 @@ def test_bytes_that_are_not_utf8_reject_their_row(workspace):
     path.write_bytes(b"external_id,first_name\nC1,Ren\xe9\nC2,Ok\n")
     result = workspace.import_contacts(path)
     assert error_lines(result) == [f"error: {path}:2: row: is not valid UTF-8 text"]
+
+
+def test_broken_quoting_and_nul_characters_reject_their_rows(workspace, tmp_path):
+    path = workspace.directory / "quotes.csv"
+    path.write_bytes(
+        b"external_id,first_name\n"
+        b'C1,"Ann"e\n'  # text after a closing quote
+        b"C2,O\"Brien\n"  # a quote inside an unquoted cell is just a character
+        b"C3,a\x00b\n"
+        b'C4,"never closed\n'
+        b"C5,swallowed\n"
+    )
+    result = workspace.import_contacts(path)
+    assert result.code == 2
+    assert error_lines(result) == [
+        f"error: {path}:2: row: unreadable CSV (',' expected after '\"'); line 2 skipped",
+        f"error: {path}:4: row: contains a NUL character",
+        f"error: {path}:5: row: unreadable CSV (unexpected end of data); lines 5-6 skipped",
+    ]
+    rejects = tmp_path / "rejects.csv"
+    result = workspace.import_contacts(path, "acme", "--skip-invalid", "--rejects", rejects)
+    assert result.code == 0
+    assert workspace.contact("C2")["first_name"] == 'O"Brien'
+    assert workspace.query("SELECT count(*) FROM contacts") == [(1,)]
+    with open(rejects, newline="") as handle:
+        assert [row[:2] for row in csv.reader(handle)] == [
+            ["external_id", "first_name"], ["", ""], ["C3", "a\x00b"], ["", ""]
+        ]
