@@ -6,8 +6,11 @@ events here, so the projections on `contacts` move the same way whoever records:
 
 - `opt_out` / `opt_in` set `contacts.opted_out` when the event is not older than the
   instant the flag last changed (`opted_out_changed_at_us`); at equal instants the event
-  recorded last wins, the order gating reads the ledger in;
-- `review` moves `contacts.reviewed_at_us` forward.
+  recorded last wins, the order gating reads the ledger in.
+
+`review` events are not projected onto `contacts.reviewed_at_us`: that column is the
+imported fact, and gating reads review events from the ledger as of `--at`, so a replay at
+an earlier instant never sees a later review.
 
 Events are only ever inserted: nothing here updates or deletes a ledger row.
 """
@@ -100,8 +103,6 @@ async def _project(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
         if row[_ACTION] in ("opt_out", "opt_in")
     ]
     await executemany(conn, prepared(conn, "project_opted_out"), opted)
-    reviewed = [(row[_CONTACT], row[_OCCURRED]) for row in rows if row[_ACTION] == "review"]
-    await executemany(conn, prepared(conn, "project_reviewed"), reviewed)
 
 
 async def contact_ids_for_address(conn: AsyncConnection, tenant_id: int, kind: str, address: str) -> list[int]:

@@ -174,27 +174,11 @@ def _project_opted_out(_dialect: Dialect):
     return statement, ("contact_id", "occurred_at_us", "value")
 
 
-def _project_reviewed(_dialect: Dialect):
-    statement = (
-        update(_contacts)
-        .where(
-            _contacts.c.id == bindparam("contact_id"),
-            or_(
-                _contacts.c.reviewed_at_us.is_(None),
-                _contacts.c.reviewed_at_us < bindparam("occurred_at_us"),
-            ),
-        )
-        .values(reviewed_at_us=bindparam("occurred_at_us"))
-    )
-    return statement, ("contact_id", "occurred_at_us")
-
-
 _BUILDERS = {
     "upsert_contacts": _upsert_contacts,
     "upsert_points": _upsert_points,
     "insert_events": _insert_events,
     "project_opted_out": _project_opted_out,
-    "project_reviewed": _project_reviewed,
 }
 
 

@@ -143,3 +143,17 @@ def test_explain_lists_every_rule_and_the_evidence(dealership):
     assert all(rule["verdict"] != "fail" for rule in individual["rules"])
     text = ok("explain", "--tenant", "acme-motors", "--contact", "S7", "--channel", "sms", "--class", "survey", "--at", AT, "--db", db).out
     assert "do_not_contact" in text and "SUPPRESS" in text
+
+
+def test_a_review_counts_from_when_it_happened(dealership, tmp_path):
+    """E9 was never reviewed; a review event on 2026-11-01 ends review_overdue from then on only."""
+    files, db = dealership
+    (tmp_path / "review.csv").write_text(
+        "external_id,action,channel,class,party,address,method,occurred_at,actor,basis,note\n"
+        "E9,review,,,,,verbal,2026-11-01T10:00:00Z,sales,,preferences reviewed at the desk\n"
+    )
+    ok("consent", "import", tmp_path / "review.csv", "--tenant", "acme-motors", "--db", db)
+    for at, expected in (("2026-10-01T00:00:00Z", "review_overdue"), (AT, "")):
+        out = tmp_path / f"review-{at[:10]}.csv"
+        ok("campaign", "check", files["email"], "--at", at, "--out", out, "--db", db)
+        assert {r["external_id"]: r["reason"] for r in decisions(out)}["E9"] == expected
