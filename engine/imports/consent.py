@@ -78,6 +78,7 @@ async def import_consent_events(
                 rejections.close()
             if rejections.count and not skip_invalid:
                 raise InputErrors(rejections.errors)  # leaves engine.begin(): rolled back
+            await refresh_statistics(conn, ("consent_events",))
     return writer.summary
 
 

@@ -92,7 +92,7 @@ async def import_contacts(
                 rejections.close()
             if rejections.count and not skip_invalid:
                 raise InputErrors(rejections.errors)  # leaves engine.begin(): rolled back
-            await refresh_statistics(conn)  # for the next import's lookups, too
+            await refresh_statistics(conn, ("contacts", "contact_points", "consent_events"))
     return writer.summary
 
 
