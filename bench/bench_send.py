@@ -155,7 +155,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
             if channel == "email":
                 naive_s = asyncio.run(timed(email_naive(server.port, args.baseline, "naive")))
             else:
-                naive_s = asyncio.run(timed(asyncio.to_thread(lambda: asyncio.run(sms_naive(server.port, args.baseline)))))
+                port = server.port
+                naive_s = asyncio.run(timed(asyncio.to_thread(asyncio.run, sms_naive(port, args.baseline))))
         finally:
             server.stop()
         naive = args.baseline / naive_s

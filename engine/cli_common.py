@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+
 from engine.config import Settings
 from engine.errors import ConsentryError
 

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from campaigns.definition import Audience
 from engine.check import cap_for
-from engine.db.batches import iter_batches
+from engine.db.batches import load_one
 from engine.db.models import ConsentEvent
 from engine.db.tenants import load_tenant
 from engine.errors import InputError, NotFoundError
@@ -58,12 +57,7 @@ async def explain_contact(
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
     message = Message(kind=kind, channel=channel, class_code=class_code, party=party)
     policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
-    batches = iter_batches(
-        engine, tenant.id, channel, Audience(external_id=[external_id]), at_us, 1, cap_for(tenant.policy, channel)
-    )
-    batch = None
-    async for batch in batches:
-        break
+    batch = await load_one(engine, tenant.id, channel, external_id, at_us, cap_for(tenant.policy, channel))
     if batch is None:
         raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")
     row = batch.contacts[0]

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.api import (
+    active_campaigns,
     campaigns_api,
     contacts_api,
     health,
@@ -38,7 +39,6 @@ from engine.api.services import SERVICES, Services
 from engine.config import Settings
 from engine.db.session import make_engine
 from engine.timeutil import now_us
-from engine.api import active_campaigns
 from metrics import Instruments, add_metrics_route, default_instruments
 
 __all__ = ["build_app"]

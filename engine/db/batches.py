@@ -212,6 +212,17 @@ def _ids_filter(contiguous: bool):  # noqa: ANN202
     return lambda column: column.in_(bindparam("ids", expanding=True))
 
 
+async def load_one(
+    engine: AsyncEngine, tenant_id: int, channel: str, external_id: str, now_us: int, cap: Cap | None = None
+) -> Batch | None:
+    """One contact's batch (explain, individual sends): the same queries as a campaign's."""
+    batches = _load_batches(engine, tenant_id, channel, Audience(external_id=[external_id]), now_us, 1, cap)
+    try:
+        return await anext(batches, None)
+    finally:
+        await batches.aclose()
+
+
 async def iter_bounds(
     engine: AsyncEngine, tenant_id: int, audience: Audience, batch_size: int
 ) -> AsyncIterator[tuple[int, int]]:

@@ -12,13 +12,13 @@ import hmac
 from dataclasses import dataclass, replace
 from typing import Any
 
+from campaigns.definition import CampaignDefinition
 from engine.config import Settings
 from engine.db.tenants import TenantRecord
-from campaigns.definition import CampaignDefinition
 from engine.render import (
     CampaignContext,
-    RenderError,
     EmailSkeleton,
+    RenderError,
     SmsBody,
     SmsRenderer,
     TemplateSource,

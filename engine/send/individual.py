@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from campaigns.definition import Audience
 from engine.check import reason_code
 from engine.config import Settings
 from engine.db import deliveries as ledger
-from engine.db.batches import iter_batches
+from engine.db.batches import load_one
 from engine.db.tenants import load_tenant
 from engine.errors import ConsentryError, InputError, NotFoundError
 from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
@@ -72,9 +71,7 @@ async def send_individual(
     message = Message(kind="individual", channel=channel, class_code=class_code, party="first")
     policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
     now = now_us()
-    batch = None
-    async for batch in iter_batches(engine, tenant.id, channel, Audience(external_id=[external_id]), now, 1):
-        break
+    batch = await load_one(engine, tenant.id, channel, external_id, now)
     if batch is None:
         raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")
     row = batch.contacts[0]

@@ -36,7 +36,12 @@ from engine.send.content import Content, Job
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
 from engine.timeutil import now_us
-from engine.transports.errors import PermanentError, SenderRejected, TransientError, TransportAuthError
+from engine.transports.errors import (
+    PermanentError,
+    SenderRejected,
+    TransientError,
+    TransportAuthError,
+)
 from gating import BatchEvaluator, Reason, TenantPolicy, compile_policy
 from metrics import Instruments, default_instruments
 
