@@ -68,12 +68,17 @@ async def _start_api(port: int, env: dict[str, str]) -> asyncio.subprocess.Proce
 
 def _first(path: Path, **match: str) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8") as handle:
-        return next(row for row in csv.DictReader(handle) if all(row[k] == v for k, v in match.items()))
+        for row in csv.DictReader(handle):
+            if all(row[k] == v for k, v in match.items()):
+                return row
+    raise SystemExit(f"demo: no row of {path.name} has {match}")
 
 
 async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], api: str, sms_port: int) -> None:  # noqa: ANN001
     """Every revocation is honoured: a one-click unsubscribe and a texted STOP, live."""
-    mail = next(m for m in _records(store) if m["channel"] == "email" and any(n.lower() == "list-unsubscribe" for n, _v in m["headers"]))
+    mail = next((m for m in _records(store) if m["channel"] == "email" and any(n.lower() == "list-unsubscribe" for n, _v in m["headers"])), None)
+    if mail is None:
+        raise SystemExit("demo: no bulk email was captured")
     header = next(v for n, v in mail["headers"] if n.lower() == "list-unsubscribe")
     one_click = next(part.strip(" <>") for part in header.split(",") if "/u/" in part)
     async with aiohttp.ClientSession() as http:
@@ -123,9 +128,11 @@ async def demo(workdir: Path, contacts: int) -> None:
                    "--at", at, "--out", str(workdir / "edm-decisions.csv"), env=env)
         await _run("why is this customer held back?", "explain", "--tenant", data.tenant, "--contact", "C0000002",
                    "--channel", "sms", "--class", "marketing", "--at", at, env=env)
-        await _run("send the eDM", "campaign", "send", str(data.edm_yaml), env=env)
-        await _run("send the live-lead texts", "campaign", "send", str(data.sms_yaml), env=env)
-        await _run("sending again sends nothing twice", "campaign", "send", str(data.edm_yaml), env=env)
+        # Sends gate at the same fixed instant as the check, so the demo shows the same story
+        # at any hour (at 2 a.m. on the east coast every lead would rightly be deferred).
+        await _run("send the eDM", "campaign", "send", str(data.edm_yaml), "--at", at, env=env)
+        await _run("send the live-lead texts", "campaign", "send", str(data.sms_yaml), "--at", at, env=env)
+        await _run("sending again sends nothing twice", "campaign", "send", str(data.edm_yaml), "--at", at, env=env)
         await _run("the SMS campaign's outcome", "campaign", "status", "live-lead-followup", "--tenant", data.tenant, env=env)
         await _run("export every recipient's outcome", "campaign", "export", "spring-service-offer", "--tenant", data.tenant,
                    "--out", str(workdir / "edm-deliveries.csv"), env=env)
