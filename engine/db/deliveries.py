@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.db.models import Campaign, ConsentEvent, Delivery
+from engine.db.models import Campaign, Delivery
 
 _d = Delivery.__table__
-_e = ConsentEvent.__table__
 
 FINAL_STATES = ("sent", "failed", "suppressed")
 
@@ -95,15 +94,13 @@ async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, ad
     return {row[0] for row in await conn.execute(query)}
 
 
-async def record_block(conn: AsyncConnection, tenant_id: int, contact_id: int, channel: str, address: str | None, cause: str, note: str, stamp: int) -> None:
-    """A permanent delivery failure becomes a block in the consent ledger, with its cause."""
-    await conn.execute(
-        insert(_e).values(
-            tenant_id=tenant_id, contact_id=contact_id, action="block", channel=channel, class_code=None,
-            party=None, address=address, method="delivery_failure", occurred_at_us=stamp, recorded_at_us=stamp,
-            actor="consentry", basis=None, note=note[:500], cause=cause,
-        )
-    )
+def block_event(contact_id: int, channel: str, address: str | None, cause: str, note: str, stamp: int) -> dict:
+    """A permanent delivery failure as a ledger `block` with its cause (for `record_events`):
+    every later campaign and individual message honours it."""
+    return {
+        "contact_id": contact_id, "action": "block", "channel": channel, "address": address,
+        "method": "delivery_failure", "occurred_at_us": stamp, "actor": "consentry", "note": note[:500], "cause": cause,
+    }
 
 
 async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[str, str, str, int]]:

@@ -18,6 +18,7 @@ from engine.db import deliveries as ledger
 from engine.db.batches import load_one
 from engine.db.tenants import load_tenant
 from engine.errors import ConsentryError, InputError, NotFoundError
+from engine.imports.ledger import record_events
 from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
 from engine.render.context import STANDARD_VARIABLES
 from engine.timeutil import now_us
@@ -130,7 +131,8 @@ async def send_individual(
                 "sent_at_us": stamp if state == "sent" else None, "updated_at_us": stamp,
             }])
             if cause:
-                await ledger.record_block(conn, tenant.id, row[0], channel, address, cause, error or "", stamp)
+                await record_events(conn, tenant.id, [ledger.block_event(row[0], channel, address, cause, error or "", stamp)],
+                                    recorded_at_us=stamp)
         if error is not None:
             raise ConsentryError(f"not sent to {external_id} on {channel}: {error}")
     finally:

@@ -32,6 +32,7 @@ from engine.db import deliveries as ledger
 from engine.db.batches import iter_batches
 from engine.db.models import Contact
 from engine.db.tenants import TenantRecord
+from engine.imports.ledger import record_events
 from engine.send.content import Content, Job
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
@@ -342,9 +343,11 @@ class CampaignRun:
         )
         async with self._write_lock, self.engine.begin() as conn:
             await ledger.update_rows(conn, changes)
-            for job, outcome in results:
-                if outcome.block_cause:
-                    await ledger.record_block(
-                        conn, self.tenant.id, job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp
-                    )
+            blocks = [
+                ledger.block_event(job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp)
+                for job, outcome in results
+                if outcome.block_cause
+            ]
+            if blocks:
+                await record_events(conn, self.tenant.id, blocks, recorded_at_us=stamp)
         self.observer("delivered", len(results))
