@@ -157,6 +157,9 @@ class Campaign(Base):
     templates_json: Mapped[str] = mapped_column(Text)
     policy_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
+    # One runner at a time (engine/send/lease.py): `host:pid` and until when it holds it.
+    runner: Mapped[str | None] = mapped_column(String(200))
+    lease_until_us: Mapped[int | None] = mapped_column(BigInteger)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
     updated_at_us: Mapped[int] = mapped_column(BigInteger)
     finished_at_us: Mapped[int | None] = mapped_column(BigInteger)

@@ -14,6 +14,7 @@ from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
 from engine.send.launch import CampaignRecord, get_campaign, launch
+from engine.send.lease import campaign_lease
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 from engine.timeutil import now_us
 
@@ -72,10 +73,11 @@ async def run_campaign(
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
 ) -> SendResult:
-    async with engine.begin() as conn:
-        await ledger.set_campaign_status(conn, record.id, "running", now_us())
-    summary = await run_range(engine, record, tenant, settings, options, observer)
-    return await settle(engine, record, tenant, summary)
+    async with campaign_lease(engine, record.id):
+        async with engine.begin() as conn:
+            await ledger.set_campaign_status(conn, record.id, "running", now_us())
+        summary = await run_range(engine, record, tenant, settings, options, observer)
+        return await settle(engine, record, tenant, summary)
 
 
 async def run_range(

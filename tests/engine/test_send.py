@@ -294,3 +294,22 @@ def test_a_relay_refusing_the_sender_stops_the_campaign_without_failing_recipien
     monkeypatch.setenv("CONSENTRY_SMTP_URL", capture.env["CONSENTRY_SMTP_URL"])
     ok("campaign", "resume", "spring-offer", "--tenant", "acme-motors", "--db", db)
     assert sorted(m["to"] for m in capture.call(capture.smtp.wait_for(3, timeout=10))) == ["ava@example.com", "family@example.com", "mia@example.com"]
+
+
+def test_a_second_runner_of_the_same_campaign_is_refused(dealership, capture, tmp_path):
+    """Two runners would each take the other's in-flight rows for crash leftovers."""
+    files, db = dealership
+    capture.run(setattr, capture.smtp, "latency_ms", 400)
+    env = {**os.environ, "CONSENTRY_DATABASE_URL": db}
+    first = subprocess.Popen([sys.executable, "-m", "engine", "campaign", "send", str(files["email"]), "--at", AT,
+                              "--concurrency", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        capture.call(capture.smtp.wait_for(1, timeout=60))
+        second = consentry("campaign", "resume", "spring-offer", "--tenant", "acme-motors", "--db", db)
+        assert second.code == 1 and "campaign is being sent by" in second.err
+        assert first.wait(60) == 0, first.stderr.read().decode()
+    finally:
+        first.kill()
+    assert len(capture.smtp.messages) == 3 and capture.smtp.duplicates == 0
+    # Once the first runner is done, the lease is free again.
+    ok("campaign", "resume", "spring-offer", "--tenant", "acme-motors", "--db", db)

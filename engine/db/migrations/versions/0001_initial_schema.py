@@ -48,6 +48,8 @@ def upgrade() -> None:
     sa.Column('templates_json', sa.Text(), nullable=False),
     sa.Column('policy_version', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('runner', sa.String(length=200), nullable=True),
+    sa.Column('lease_until_us', sa.BigInteger(), nullable=True),
     sa.Column('created_at_us', sa.BigInteger(), nullable=False),
     sa.Column('updated_at_us', sa.BigInteger(), nullable=False),
     sa.Column('finished_at_us', sa.BigInteger(), nullable=True),
