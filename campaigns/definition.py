@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaigns.errors import InputError, InputErrors
-from campaigns.yaml_source import YamlSource, load_yaml, parse_yaml, pydantic_errors
+from campaigns.yaml_source import YamlSource, load_yaml, located, parse_yaml
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -171,17 +171,9 @@ def _validate(source: YamlSource, directory: Path) -> CampaignDefinition:
             if isinstance(context, _Located):
                 errors.append(source.error(context.location, str(context)))
             else:
-                errors.extend(pydantic_errors(source, _Single(problem)))
+                errors.extend(located(source, [problem]))
         raise InputErrors(errors) from None
     return CampaignDefinition(model, source, directory)
-
-
-class _Single:
-    def __init__(self, problem: dict[str, Any]) -> None:
-        self._problem = problem
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [self._problem]
 
 
 def validate_against_policy(definition: CampaignDefinition, policy: dict[str, Any]) -> None:

@@ -79,8 +79,13 @@ def parse_yaml(text: str, shown: str) -> YamlSource:
 
 def pydantic_errors(source: YamlSource, exc: Any) -> list[InputError]:
     """Turn a pydantic ValidationError into located InputErrors, one per problem."""
+    return located(source, exc.errors())
+
+
+def located(source: YamlSource, problems: Any) -> list[InputError]:
+    """Located InputErrors for pydantic error dicts."""
     errors = []
-    for problem in exc.errors():
+    for problem in problems:
         location = [step for step in problem["loc"] if not _is_union_tag(step)]
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":

@@ -16,8 +16,9 @@ from typing import IO
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.definition import CampaignDefinition, validate_against_policy
-from engine.db.batches import Cap, iter_batches
-from engine.db.tenants import TenantRecord
+from engine.db.batches import Cap, iter_batches, prefetched
+from engine.db.tenants import TenantRecord, load_tenant
+from engine.errors import NotFoundError
 from engine.timeutil import iso_z
 from gating import BatchEvaluator, Message, TenantPolicy, compile_policy
 
@@ -44,6 +45,17 @@ class CheckReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "counts": [{"decision": d, "reason": r, "count": n, "percent": round(p, 2)} for d, r, n, p in self.rows()],
         }
+
+
+async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> TenantRecord:
+    """The campaign's tenant with its current policy; errors point at the definition's lines."""
+    async with engine.connect() as conn:
+        try:
+            tenant = await load_tenant(conn, definition.tenant)
+        except NotFoundError as exc:
+            raise definition.error("tenant", str(exc)) from None
+    validate_against_policy(definition, tenant.policy)
+    return tenant
 
 
 def cap_for(policy: dict, channel: str) -> Cap | None:
@@ -81,10 +93,9 @@ async def check_campaign(
     if out is not None:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CHECK_COLUMNS)
-    async for batch in iter_batches(
+    async for batch in prefetched(iter_batches(
         engine, tenant.id, channel, definition.model.audience, at_us, batch_size, cap_for(tenant.policy, channel),
-        prefetch=True,
-    ):
+    )):
         decisions = evaluator.evaluate(batch.contacts, batch.ledger, batch.recent_sends, at_us)
         keys = [(d.decision, reason_code(d)) for d in decisions]
         counts.update(keys)

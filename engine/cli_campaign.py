@@ -51,9 +51,8 @@ def campaign() -> None:
 def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, batch_size: int, as_json: bool) -> None:
     """Dry run: who would be reached, and why not the others. Records nothing."""
     from campaigns.definition import load_campaign
-    from engine.check import check_campaign
+    from engine.check import check_campaign, tenant_for
     from engine.db.session import make_engine
-    from engine.db.tenants import load_tenant
 
     definition = load_campaign(path)
     at_us = parse_at(at)
@@ -64,8 +63,8 @@ def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, bat
         engine = make_engine(ctx.settings().database_url)
         try:
             validate_templates(definition)
+            tenant = await tenant_for(engine, definition)
             async with engine.connect() as conn:
-                tenant = await _tenant_for(conn, definition, load_tenant)
                 total = await _audience_size(conn, tenant.id) if sys.stderr.isatty() else None
             with open(out, "w", newline="", encoding="utf-8") if out else nullcontext(None) as handle, progress_bar(total, "checking") as bar:
                 task = bar.add_task("check", total=total) if bar is not None else None
@@ -79,15 +78,6 @@ def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, bat
         click.echo(json.dumps({"campaign": definition.code, "at": iso_z(at_us), **report.as_dict()}, indent=2))
         return
     _print_report(definition.code, at_us, report, out)
-
-
-async def _tenant_for(conn, definition, load_tenant):  # noqa: ANN001
-    from engine.errors import NotFoundError
-
-    try:
-        return await load_tenant(conn, definition.tenant)
-    except NotFoundError as exc:
-        raise definition.error("tenant", str(exc)) from None
 
 
 async def _audience_size(conn, tenant_id: int) -> int:  # noqa: ANN001

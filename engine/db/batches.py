@@ -105,30 +105,13 @@ def _contact_query(tenant_id: int, channel: str, audience: Audience):
     return query
 
 
-async def iter_batches(
-    engine: AsyncEngine,
-    tenant_id: int,
-    channel: str,
-    audience: Audience,
-    now_us: int | Callable[[], int],
-    batch_size: int = 1000,
-    cap: Cap | None = None,
-    after_id: int = 0,
-    upto_id: int | None = None,
-    prefetch: bool = False,
-) -> AsyncIterator[Batch]:
-    """Yield the audience a batch at a time (see `_load_batches`).
+async def prefetched(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+    """The same batches, the next one read while the caller works on this one.
 
-    With `prefetch`, the next batch is read while the caller works on this one: the
-    database works in its own thread (aiosqlite) or server (PostgreSQL) while gating uses
-    this one, so a dry run uses both cores. A send does not prefetch: it gates each batch
-    on the state read just before it goes.
+    The database works in its own thread (aiosqlite) or server (PostgreSQL) while gating
+    uses this one, so a dry run uses both cores. A send does not prefetch: it gates each
+    batch on the state read just before it goes.
     """
-    batches = _load_batches(engine, tenant_id, channel, audience, now_us, batch_size, cap, after_id, upto_id)
-    if not prefetch:
-        async for batch in batches:
-            yield batch
-        return
     pending = asyncio.ensure_future(anext(batches, None))
     try:
         while (batch := await pending) is not None:
@@ -142,7 +125,7 @@ async def iter_batches(
         await batches.aclose()
 
 
-async def _load_batches(
+async def iter_batches(
     engine: AsyncEngine,
     tenant_id: int,
     channel: str,
@@ -216,7 +199,7 @@ async def load_one(
     engine: AsyncEngine, tenant_id: int, channel: str, external_id: str, now_us: int, cap: Cap | None = None
 ) -> Batch | None:
     """One contact's batch (explain, individual sends): the same queries as a campaign's."""
-    batches = _load_batches(engine, tenant_id, channel, Audience(external_id=[external_id]), now_us, 1, cap)
+    batches = iter_batches(engine, tenant_id, channel, Audience(external_id=[external_id]), now_us, 1, cap)
     try:
         return await anext(batches, None)
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,8 +66,6 @@ async def update_rows(conn: AsyncConnection, changes: list[dict]) -> None:
     if not changes:
         return
     keys = [key for key in changes[0] if key != "_id"]
-    from sqlalchemy import bindparam
-
     statement = update(_d).where(_d.c.id == bindparam("_id")).values({key: bindparam(key) for key in keys})
     await conn.execute(statement, changes)
 

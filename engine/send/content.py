@@ -86,9 +86,9 @@ class Content:
         tag = hmac.new(self.secret, f"{self.record.id}:{job.contact_id}".encode(), hashlib.sha256).hexdigest()[:12]
         return f"<c{self.record.id}.r{job.contact_id}.{tag}@{self.domain}>"
 
-    def email_bytes(self, job: Job) -> bytes:
+    def email_bytes(self, job: Job, message_id: str) -> bytes:
         name = " ".join(part for part in (job.first_name, job.last_name) if part) or None
-        return self.email.render(job.address, name, self.context(job), self.message_id(job), now_us())
+        return self.email.render(job.address, name, self.context(job), message_id, now_us())
 
     def sms_body(self, job: Job) -> SmsBody:
         context = self.context(job)
@@ -107,8 +107,9 @@ class EmailChannel:
         self.pool = pool
 
     async def deliver(self, content: Content, job: Job) -> tuple[str, int | None]:
-        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job))
-        return content.message_id(job), None
+        message_id = content.message_id(job)
+        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job, message_id))
+        return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:
         # SMTP has no way to ask whether a message arrived; the resend reuses the Message-ID.

@@ -98,7 +98,8 @@ async def send_individual(
     try:
         async with engine.begin() as conn:
             await ledger.mark_sending(conn, [delivery_id], now_us())
-        provider_id, segments, error, cause = None, None, None, None
+        # The outcome follows the error's class, never its text: transient stays pending.
+        provider_id, segments, error, cause, state = None, None, None, None, "sent"
         try:
             if channel == "email":
                 sender_email = sender or f"noreply@{tenant.code}.consentry.invalid"
@@ -120,11 +121,10 @@ async def send_individual(
                 provider_id, segments = await transport.send(address, from_number, text.text)
                 segments = segments or text.segments
         except PermanentError as exc:
-            error, cause = f"{exc.code}: {exc.message}", exc.block_cause
+            error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, "failed"
         except TransientError as exc:
-            error = f"transient: {exc}"
+            error, state = f"transient: {exc}", "pending"
         stamp = now_us()
-        state = "sent" if error is None else ("failed" if cause is not None or "transient" not in error else "pending")
         async with engine.begin() as conn:
             await ledger.update_rows(conn, [{
                 "_id": delivery_id, "state": state, "provider_id": provider_id, "segments": segments, "error": error,

@@ -186,12 +186,11 @@ class CampaignRun:
         if self.channel == "sms":
             async with self.engine.connect() as conn:
                 addresses = [row[5] for row in todo if row[5]] + [known.address for _row, known in in_doubt if known.address]
-                sms = ("sms", addresses)
-                ever_sent = await ledger.addresses_with(conn, self.tenant.id, *sms, states=("sent",))
-                first_touched = ever_sent | await ledger.addresses_with(conn, self.tenant.id, *sms, states=("sending",))
+                ever_sent = await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=("sent",))
+                first_touched = ever_sent | await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=("sending",))
                 if self._opt_in:
                     opt_in_sent = await ledger.addresses_with(
-                        conn, self.tenant.id, *sms, purpose="opt_in_request", states=("sent", "sending", "pending")
+                        conn, self.tenant.id, "sms", addresses, purpose="opt_in_request", states=("sent", "sending", "pending")
                     )
         for row, known in in_doubt:
             # Rebuilt exactly as first sent, so reconciliation matches the same text.

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from campaigns.definition import CampaignDefinition, validate_against_policy
+from campaigns.definition import CampaignDefinition
+from engine.check import tenant_for
 from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.tenants import TenantRecord, load_tenant
-from engine.errors import NotFoundError
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.lease import campaign_lease
@@ -33,16 +33,6 @@ class SendResult:
     @property
     def deferred(self) -> int:
         return sum(n for state, _d, _r, n in self.counts if state == "deferred")
-
-
-async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> TenantRecord:
-    async with engine.connect() as conn:
-        try:
-            tenant = await load_tenant(conn, definition.tenant)
-        except NotFoundError as exc:
-            raise definition.error("tenant", str(exc)) from None
-    validate_against_policy(definition, tenant.policy)
-    return tenant
 
 
 async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -> tuple[CampaignRecord, TenantRecord]:
