@@ -16,11 +16,11 @@ from typing import IO
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.definition import CampaignDefinition, validate_against_policy
-from engine.db.batches import Cap, iter_batches, prefetched
-from engine.db.tenants import TenantRecord, load_tenant
-from engine.errors import NotFoundError
+from engine.db.batches import iter_batches, prefetched
+from engine.db.tenants import TenantRecord
+from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.timeutil import iso_z
-from gating import BatchEvaluator, Message, TenantPolicy, compile_policy
+from gating import BatchEvaluator, TenantPolicy, compile_policy
 
 CHECK_COLUMNS = ("external_id", "channel", "address", "decision", "reason", "defer_until")
 
@@ -45,29 +45,6 @@ class CheckReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "counts": [{"decision": d, "reason": r, "count": n, "percent": round(p, 2)} for d, r, n, p in self.rows()],
         }
-
-
-async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> TenantRecord:
-    """The campaign's tenant with its current policy; errors point at the definition's lines."""
-    async with engine.connect() as conn:
-        try:
-            tenant = await load_tenant(conn, definition.tenant)
-        except NotFoundError as exc:
-            raise definition.error("tenant", str(exc)) from None
-    validate_against_policy(definition, tenant.policy)
-    return tenant
-
-
-def cap_for(policy: dict, channel: str) -> Cap | None:
-    for cap in policy.get("frequency_caps") or ():
-        if cap["channel"] == channel:
-            return Cap(cap["max"], cap["per_hours"] * 3_600_000_000)
-    return None
-
-
-def message_for(definition: CampaignDefinition) -> Message:
-    model = definition.model
-    return Message(kind=model.kind, channel=model.channel, class_code=model.class_, party=model.party)
 
 
 async def check_campaign(
@@ -109,8 +86,3 @@ async def check_campaign(
             progress(len(decisions))
     report.elapsed_s = time.perf_counter() - started
     return report
-
-
-def reason_code(decision) -> str:  # noqa: ANN001
-    reason = getattr(decision, "reason", None)
-    return "" if reason is None else reason.value

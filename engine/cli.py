@@ -7,6 +7,7 @@ import sys
 import click
 
 from engine.cli_common import Context, common_options, pass_context, report_error, run
+from engine.clock import Clock, system_clock
 
 
 class LazyGroup(click.Group):
@@ -89,7 +90,7 @@ def tenant_apply(ctx: Context, path: str) -> None:
         engine = make_engine(ctx.settings().database_url)
         try:
             async with engine.begin() as conn:
-                return await apply_policy(conn, policy, source)
+                return await apply_policy(conn, policy, source, ctx.clock)
         finally:
             await engine.dispose()
 
@@ -98,12 +99,15 @@ def tenant_apply(ctx: Context, path: str) -> None:
     click.echo(f"tenant {record.code}: {state}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: click parses, errors become one stderr line and an exit code."""
+def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> None:
+    """Entry point: click parses, errors become one stderr line and an exit code.
+
+    `clock` replaces the wall clock for every instant the command reads or records.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="consentry", standalone_mode=False)
+        cli.main(args=args, prog_name="consentry", standalone_mode=False, obj=Context(clock or system_clock))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -9,17 +9,38 @@ from contextlib import nullcontext
 import click
 
 from engine.cli_common import Context, common_options, pass_context, run
+from engine.clock import Clock, shifted_clock
 from engine.errors import InputError
-from engine.timeutil import iso_z, now_us, parse_instant
+from engine.timeutil import iso_z, parse_instant
 
 
-def parse_at(value: str | None) -> int:
+def parse_at(value: str | None, clock: Clock) -> int:
+    """`--at` as microseconds; absent, the clock's now (check and explain replay any instant)."""
     if value is None:
-        return now_us()
+        return clock()
     try:
         return parse_instant(value)
     except ValueError as exc:
         raise InputError(f"{value!r} is not an ISO 8601 instant with an offset ({exc})", field="--at") from None
+
+
+def send_clock(value: str | None, clock: Clock) -> Clock:
+    """The clock a send runs on: now, or a later `--at` advancing at the clock's pace.
+
+    Never earlier than now: a send must honour every revocation recorded up to the moment
+    it goes, and a past instant would hide the latest ones (FORMATS.md, "Sending").
+    """
+    if value is None:
+        return clock
+    at_us = parse_at(value, clock)
+    now = clock()
+    if at_us < now:
+        raise InputError(
+            f"{value} is in the past (now is {iso_z(now)}); a send gates at now or later, so that every "
+            "revocation recorded until it goes is honoured (replay the past with `campaign check --at`)",
+            field="--at",
+        )
+    return shifted_clock(at_us, clock)
 
 
 def progress_bar(total_hint: int | None, label: str):
@@ -51,11 +72,12 @@ def campaign() -> None:
 def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, batch_size: int, as_json: bool) -> None:
     """Dry run: who would be reached, and why not the others. Records nothing."""
     from campaigns.definition import load_campaign
-    from engine.check import check_campaign, tenant_for
+    from engine.check import check_campaign
     from engine.db.session import make_engine
+    from engine.send.campaign_inputs import tenant_for
 
     definition = load_campaign(path)
-    at_us = parse_at(at)
+    at_us = parse_at(at, ctx.clock)
 
     async def _check():
         from engine.send.content import validate_templates
@@ -124,7 +146,7 @@ def explain(ctx: Context, tenant: str, external_id: str, channel: str, class_cod
     from engine.db.session import make_engine
     from engine.explain import explain_contact
 
-    at_us = parse_at(at)
+    at_us = parse_at(at, ctx.clock)
 
     async def _explain():
         engine = make_engine(ctx.settings().database_url)
@@ -167,15 +189,15 @@ def _print_explanation(body: dict) -> None:
     console.print(table)
 
 
-def _send_options(settings, at: str | None, batch_size: int, concurrency: int):  # noqa: ANN001, ANN202
+def _send_options(settings, batch_size: int, concurrency: int):  # noqa: ANN001, ANN202
     from engine.send.pipeline import SendOptions
 
     return SendOptions(
-        at_us=parse_at(at) if at else None,
         batch_size=batch_size,
         concurrency=concurrency,
         max_attempts=settings.retry_attempts,
         retry_base_s=settings.retry_base_s,
+        claim_ttl_s=settings.claim_ttl_s,
     )
 
 
@@ -208,7 +230,7 @@ def transport_options(function):  # noqa: ANN001, ANN201
 
 @campaign.command("send")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--at", "at", metavar="ISO8601", help="Fix the gating clock (tests, replays).")
+@click.option("--at", "at", metavar="ISO8601", help="Gate from this instant on (now or later; default now).")
 @click.option("--backend", type=click.Choice(["inline", "arq"]), default="inline", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Gate and render a sample without sending or recording anything.")
 @transport_options
@@ -225,7 +247,8 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
         ctx_click = click.get_current_context()
         ctx_click.invoke(campaign_check, path=path, at=at, out=None, batch_size=batch_size, as_json=False)
         return
-    options = _send_options(settings, at, batch_size, concurrency)
+    clock = send_clock(at, ctx.clock)
+    options = _send_options(settings, batch_size, concurrency)
 
     async def _send():
         from engine.db.session import make_engine
@@ -233,12 +256,12 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 
         engine = make_engine(settings.database_url)
         try:
-            record, tenant = await launch_campaign(engine, definition)
+            record, tenant = await launch_campaign(engine, definition, clock)
             if backend == "arq":
                 from engine.backends.arq_backend import run_on_arq
 
-                return await run_on_arq(settings, record, tenant, options)
-            return await run_campaign(engine, record, tenant, settings, options)
+                return await run_on_arq(settings, record, tenant, options, clock)
+            return await run_campaign(engine, record, tenant, settings, options, clock=clock, lease_clock=ctx.clock)
         finally:
             await engine.dispose()
 
@@ -255,7 +278,7 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
     """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
     serve_metrics(metrics_port)
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
-    options = _send_options(settings, None, batch_size, concurrency)
+    options = _send_options(settings, batch_size, concurrency)
 
     async def _resume():
         from engine.db.session import make_engine
@@ -264,7 +287,7 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
         engine = make_engine(settings.database_url)
         try:
             record, tenant_record = await resume_target(engine, tenant, code)
-            return await run_campaign(engine, record, tenant_record, settings, options)
+            return await run_campaign(engine, record, tenant_record, settings, options, clock=ctx.clock)
         finally:
             await engine.dispose()
 
@@ -272,31 +295,49 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
 
 
 def _finish(result) -> None:  # noqa: ANN001
+    from engine.db.states import Outcome
     from engine.errors import ConsentryError
 
     summary = result.summary
-    decided = sum(summary.decided.values())
-    suppressed = sum(n for (d, _r), n in summary.decided.items() if d == "suppress")
-    deferred = sum(n for (d, _r), n in summary.decided.items() if d == "defer")
+    outcomes = result.outcomes
+    parts = ", ".join(f"{_OUTCOME_LABEL[o]} {outcomes[o]:,}" for o in Outcome if outcomes[o] or o in _ALWAYS_SHOWN)
+    click.echo(f"campaign {result.record.code}: {result.status}; {result.total:,} recipients: {parts}")
     click.echo(
-        f"campaign {result.record.code}: {result.status}; this run gated {decided:,}, sent {summary.sent:,}, "
-        f"failed {summary.failed:,}, suppressed {suppressed:,}, deferred {deferred:,}"
-        + (f", reconciled {summary.reconciled:,} in-doubt" if summary.reconciled else "")
+        f"  this run sent {summary.sent:,}, failed {summary.failed:,}, left {summary.retry_later:,} for later"
+        + (f", reconciled {summary.reconciled:,} in doubt" if summary.reconciled else "")
     )
-    for (decision, reason), n in sorted(summary.decided.items(), key=lambda kv: -kv[1]):
-        if decision != "send":
-            click.echo(f"  {decision:<9} {reason:<22} {n:>9,}")
+    reasons: dict[tuple[str, str], int] = {}
+    for state, purpose, decision, reason, n in result.counts:
+        if decision != "send" and not (purpose == "opt_in_request" and state == "sent"):
+            reasons[(str(state), reason)] = reasons.get((str(state), reason), 0) + n
+    for (state, reason), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {state:<10} {reason or '-':<22} {n:>9,}")
+    if result.held_elsewhere:
+        click.echo(f"  {result.held_elsewhere:,} recipients are being sent right now by another runner of this campaign")
+    if summary.lost_claims:
+        raise ConsentryError(
+            "this runner stopped: its claims lapsed (the process was paused, or the database was unreachable, "
+            "for longer than the claim time); another runner may have taken over. Run "
+            f"`consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}` to finish"
+        )
     if summary.fatal:
         raise ConsentryError(
             f"campaign stopped: {summary.fatal}; fix the sender or credentials, then run "
             f"`consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}`"
         )
-    if result.unfinished:
+    if result.unfinished > result.held_elsewhere:
         error = ConsentryError(
-            f"{result.unfinished:,} deliveries are not sent yet (transport errors); "
+            f"{result.unfinished - result.held_elsewhere:,} deliveries are not sent yet (transport errors); "
             f"run `consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}`"
         )
         raise error
+
+
+_OUTCOME_LABEL = {
+    "sent": "sent", "opt_in_request": "opt-in requests sent", "suppressed": "suppressed", "deferred": "deferred",
+    "failed": "failed", "pending": "pending", "sending": "sending",
+}
+_ALWAYS_SHOWN = frozenset({"sent", "suppressed"})
 
 
 @campaign.command("status")
@@ -329,11 +370,15 @@ def campaign_status(ctx: Context, code: str, tenant: str, as_json: bool) -> None
     console = Console(width=100)
     states = ", ".join(f"{k} {v:,}" for k, v in sorted(body["states"].items()))
     console.print(f"campaign {body['campaign']} ({body['kind']} {body['channel']}): {body['status']}; {body['total']:,} recipients: {states}")
+    outcomes = ", ".join(f"{_OUTCOME_LABEL.get(k, k)} {v:,}" for k, v in sorted(body["outcomes"].items(), key=lambda kv: -kv[1]))
+    console.print(f"outcomes: {outcomes}")
     table = Table()
-    for column in ("state", "decision", "reason", "count"):
+    for column in ("outcome", "state", "decision", "reason", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")
     for item in body["decisions"]:
-        table.add_row(item["state"], item["decision"], item["reason"] or "-", f"{item['count']:,}")
+        table.add_row(_OUTCOME_LABEL.get(item["outcome"], item["outcome"]), item["state"], item["decision"],
+                      item["reason"] or "-", f"{item['count']:,}")
+    table.add_row("total", "", "", "", f"{body['total']:,}", style="bold")
     console.print(table)
 
 

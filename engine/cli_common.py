@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.errors import ConsentryError
 
@@ -21,11 +22,16 @@ T = TypeVar("T")
 
 
 class Context:
-    """Per-invocation state: settings and the --debug flag."""
+    """Per-invocation state: settings, the --debug flag and the clock every command reads.
 
-    def __init__(self) -> None:
+    The clock is the wall clock unless the caller injects another (`main(argv, clock=...)`:
+    tests run the real commands a year ahead).
+    """
+
+    def __init__(self, clock: Clock = system_clock) -> None:
         self.database_url: str | None = None
         self.debug = False
+        self.clock = clock
 
     def settings(self, **overrides: object) -> Settings:
         return Settings.from_environ(database_url=self.database_url, **overrides)

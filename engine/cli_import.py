@@ -66,6 +66,7 @@ def _run_import(ctx: Context, kind: str, path: str, tenant: str, skip_invalid: b
                     workers=workers,
                     on_reject=rejected if skip_invalid else None,
                     on_progress=on_progress,
+                    clock=ctx.clock,
                 )
         finally:
             await engine.dispose()

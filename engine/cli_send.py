@@ -35,7 +35,9 @@ def individual(ctx: Context, tenant: str, external_id: str, channel: str, body: 
     async def _send():
         engine = make_engine(settings.database_url)
         try:
-            return await send_individual(engine, settings, tenant, external_id, channel, body, subject, sender, class_code)
+            return await send_individual(
+                engine, settings, tenant, external_id, channel, body, subject, sender, class_code, clock=ctx.clock
+            )
         finally:
             await engine.dispose()
 

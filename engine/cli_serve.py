@@ -33,7 +33,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
         click.echo(f"consentry serve: listening on {', '.join(urls)} (public URL {settings.public_url})")
         click.echo("press Ctrl-C to stop")
 
-    run(serve_until_stopped(settings, host, port, ready))
+    run(serve_until_stopped(settings, host, port, ready, clock=ctx.clock))
     click.echo("consentry serve: stopped")
 
 
@@ -52,7 +52,7 @@ def keys_create(ctx: Context, tenant: str, role: str, name: str) -> None:
     """Create a key; it is printed once and never stored (only its SHA-256 is)."""
     from engine.api.keys import create_api_key
 
-    record, key = run(_in_transaction(ctx, lambda conn: create_api_key(conn, tenant, role, name)))
+    record, key = run(_in_transaction(ctx, lambda conn: create_api_key(conn, tenant, role, name, ctx.clock)))
     click.echo(key)
     click.echo(f"key {record.id} for tenant {record.tenant}, role {record.role}: store it now, it is not shown again", err=True)
 
@@ -80,7 +80,7 @@ def keys_revoke(ctx: Context, key_id: int, tenant: str) -> None:
     """Revoke a key by its id (see `keys list`): it stops working at once."""
     from engine.api.keys import revoke_api_key
 
-    record = run(_in_transaction(ctx, lambda conn: revoke_api_key(conn, tenant, key_id)))
+    record = run(_in_transaction(ctx, lambda conn: revoke_api_key(conn, tenant, key_id, ctx.clock)))
     click.echo(f"key {record.id} ({record.name}) of tenant {record.tenant} revoked")
 
 

@@ -34,6 +34,9 @@ class Settings:
     status_callbacks: bool = True
     retry_attempts: int = 5
     retry_base_s: float = 0.5
+    # How long a runner's claim on a delivery holds without renewal (engine/send/claims.py):
+    # the most a killed or frozen runner's messages wait before another runner reclaims them.
+    claim_ttl_s: float = 30.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -52,6 +55,7 @@ class Settings:
             status_callbacks=env.get("CONSENTRY_STATUS_CALLBACKS", "on").lower() not in ("off", "false", "0", "no"),
             retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
             retry_base_s=_number(env, "CONSENTRY_RETRY_BASE_S", d.retry_base_s, float),
+            claim_ttl_s=_number(env, "CONSENTRY_CLAIM_TTL_S", d.claim_ttl_s, float),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

@@ -4,6 +4,9 @@ Starts the built-in SMTP and Twilio-compatible capture servers on loopback, gene
 dealership (policy, 10,000 contacts, their consent history), imports it into a SQLite
 file, checks and sends an eDM campaign and a live-lead SMS campaign through the real
 `consentry` commands, and shows what was sent, what was held back and why.
+Everything gates at the moment it runs, as in production, and the generated history is dated
+relative to the moment the demo starts: texts to recipients inside their quiet hours are
+deferred, so the SMS part of the story depends on the hour you run it.
 Nothing leaves 127.0.0.1.
 """
 
@@ -18,6 +21,7 @@ import shutil
 import socket
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -66,12 +70,12 @@ async def _start_api(port: int, env: dict[str, str]) -> asyncio.subprocess.Proce
     raise SystemExit("demo: `consentry serve` did not start")
 
 
-def _first(path: Path, **match: str) -> dict[str, str]:
+def _first(path: Path, **match: str) -> dict[str, str] | None:
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             if all(row[k] == v for k, v in match.items()):
                 return row
-    raise SystemExit(f"demo: no row of {path.name} has {match}")
+    return None
 
 
 async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], api: str, sms_port: int) -> None:  # noqa: ANN001
@@ -88,6 +92,11 @@ async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], ap
         await _run("export the SMS campaign to find a texted lead", "campaign", "export", "live-lead-followup",
                    "--tenant", data.tenant, "--out", str(workdir / "sms-deliveries.csv"), env=env)
         lead = _first(workdir / "sms-deliveries.csv", state="sent", decision="send")
+        if lead is None:  # every lead is inside their quiet hours: a deferred one says Stop before it goes
+            lead = _first(workdir / "sms-deliveries.csv", decision="defer")
+            if lead is None:
+                raise SystemExit("demo: the SMS campaign neither texted nor deferred any lead")
+            print(f"\n   No lead was texted (it is night for every one of them); {lead['address']} was deferred to {lead['defer_until']}.")
         print(f"\n\033[1m$ (handset {lead['address']} texts \"Stop\" to +15550001111)\033[0m   # via Twilio's signed inbound webhook", flush=True)
         inbound = {"From": lead["address"], "To": "+15550001111", "Body": "Stop", "Url": f"{api}/webhooks/twilio/{data.tenant}/inbound"}
         async with http.post(f"http://127.0.0.1:{sms_port}/_capture/inbound", json=inbound) as response:
@@ -98,10 +107,11 @@ async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], ap
                "--class", "marketing", "--kind", "individual", env=env)
 
 
-async def demo(workdir: Path, contacts: int) -> None:
+async def demo(workdir: Path, contacts: int, now: datetime) -> None:
+    """Run the demo; the generated consent history is dated relative to `now`."""
     if workdir.exists():
         shutil.rmtree(workdir)
-    data = write_dealership(workdir, contacts=contacts)
+    data = write_dealership(workdir, contacts=contacts, now=now)
     store = workdir / "capture"
     db_url = f"sqlite+aiosqlite:///{workdir / 'consentry.db'}"
     smtp_port, sms_port, api_port = _free_port(1025), _free_port(8025), _free_port(8080)
@@ -123,16 +133,16 @@ async def demo(workdir: Path, contacts: int) -> None:
         await _run("store the dealership's consent policy", "tenant", "apply", str(data.tenant_yaml), env=env)
         await _run(f"import {contacts:,} contacts", "contacts", "import", str(data.contacts_csv), "--tenant", data.tenant, env=env)
         await _run("import their consent history", "consent", "import", str(data.events_csv), "--tenant", data.tenant, env=env)
-        at = "2026-11-24T18:00:00Z"  # 10 a.m. on the west coast: inside no one's quiet hours but the east's late evening
+        # Every step gates now, as in production: it sees every revocation recorded so far.
         await _run("who would the eDM reach, and why not the others?", "campaign", "check", str(data.edm_yaml),
-                   "--at", at, "--out", str(workdir / "edm-decisions.csv"), env=env)
+                   "--out", str(workdir / "edm-decisions.csv"), env=env)
         await _run("why is this customer held back?", "explain", "--tenant", data.tenant, "--contact", "C0000002",
-                   "--channel", "sms", "--class", "marketing", "--at", at, env=env)
-        # Sends gate at the same fixed instant as the check, so the demo shows the same story
-        # at any hour (at 2 a.m. on the east coast every lead would rightly be deferred).
-        await _run("send the eDM", "campaign", "send", str(data.edm_yaml), "--at", at, env=env)
-        await _run("send the live-lead texts", "campaign", "send", str(data.sms_yaml), "--at", at, env=env)
-        await _run("sending again sends nothing twice", "campaign", "send", str(data.edm_yaml), "--at", at, env=env)
+                   "--channel", "sms", "--class", "marketing", env=env)
+        await _run("send the eDM", "campaign", "send", str(data.edm_yaml), env=env)
+        print(f"\nThe demo started at {now.astimezone(UTC):%H:%M} UTC. Quiet hours are 21:00-08:00 in each recipient's own time zone: a lead"
+              " inside them is not texted now but deferred to the window's end (email is never deferred).")
+        await _run("send the live-lead texts, deferring anyone inside their quiet hours", "campaign", "send", str(data.sms_yaml), env=env)
+        await _run("sending again sends nothing twice", "campaign", "send", str(data.edm_yaml), env=env)
         await _run("the SMS campaign's outcome", "campaign", "status", "live-lead-followup", "--tenant", data.tenant, env=env)
         await _run("export every recipient's outcome", "campaign", "export", "spring-service-offer", "--tenant", data.tenant,
                    "--out", str(workdir / "edm-deliveries.csv"), env=env)
@@ -166,7 +176,7 @@ def main() -> None:
     parser.add_argument("--dir", default="demo-data", type=Path)
     parser.add_argument("--contacts", default=10_000, type=int)
     args = parser.parse_args()
-    asyncio.run(demo(args.dir.resolve(), args.contacts))
+    asyncio.run(demo(args.dir.resolve(), args.contacts, now=datetime.now(UTC)))
 
 
 if __name__ == "__main__":

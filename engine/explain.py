@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from engine.check import cap_for
 from engine.db.batches import load_one
 from engine.db.models import ConsentEvent
 from engine.db.tenants import load_tenant
 from engine.errors import InputError, NotFoundError
+from engine.send.campaign_inputs import cap_for
 from engine.timeutil import iso_z
 from gating import Message, TenantPolicy, compile_policy, explain
 

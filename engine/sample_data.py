@@ -4,6 +4,11 @@ Used by `make demo` and the benchmarks. Deterministic for a seed, streamed to di
 contacts never sit in memory), and realistic enough to exercise every gating rule: opted-out
 customers, STOP blocks, missing and invalid addresses, leads waiting for SMS opt-in, Fullpath
 leads exempt from it, revoked and expired consent, shared family addresses.
+
+Every date is relative to the `now` the caller passes (the instant the data describes), so
+the data means the same on any day: reviews and consent events fall between about one and
+eleven months before `now`, and the "old consent" grants are 630 days old (expired under
+`reauthorization_days: {sms: 365}`). Nothing here reads the clock.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import random
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 FIRST = ["Ava", "Liam", "Olivia", "Noah", "Emma", "Mateo", "Sofia", "Lucas", "Mia", "Ethan", "Zoë", "José", "Chloé", "Wei", "Priya"]
@@ -18,6 +24,8 @@ LAST = ["Smith", "Garcia", "Nguyen", "Johnson", "Brown", "Martinez", "Lee", "Pat
 SOURCES = ["Website", "Fullpath", "Walk-in", "Phone", "AutoTrader", "Cars.com"]
 ZONES = ["America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York", "", "", ""]
 AREA = ["213", "310", "415", "512", "617", "702", "303", "312", "206", "305"]
+PACIFIC = timezone(timedelta(hours=-7))  # how the dealership's staff write their instants
+OLD_CONSENT = timedelta(days=630)  # older than the policy's 365-day SMS reauthorization
 
 TENANT_YAML = """\
 tenant: {tenant}
@@ -96,7 +104,17 @@ def _phone(rng: random.Random, index: int) -> str:
     return number
 
 
-def contact_row(rng: random.Random, index: int) -> list[str]:
+def _days_ago(rng: random.Random) -> int:
+    """27 to 324 days before today: one of ten months back, then a day within it."""
+    return 27 + 30 * rng.randint(0, 9) + rng.randint(0, 27)
+
+
+def _today(now: datetime) -> date:
+    """The dealership's calendar day at `now`."""
+    return now.astimezone(PACIFIC).date()
+
+
+def contact_row(rng: random.Random, index: int, now: datetime) -> list[str]:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     roll = rng.random()
     email = f"{first.lower()}.{index}@example.com".replace("ë", "e").replace("é", "e").replace("ö", "o").replace("ü", "u").replace("'", "")
@@ -113,20 +131,21 @@ def contact_row(rng: random.Random, index: int) -> list[str]:
     elif roll < 0.06:
         phone = "555"
     opted_out = "true" if rng.random() < 0.1 else ""
-    reviewed = f"2026-{rng.randint(1, 10):02d}-{rng.randint(1, 28):02d}" if rng.random() < 0.5 else ""
+    reviewed = (_today(now) - timedelta(days=_days_ago(rng))).isoformat() if rng.random() < 0.5 else ""
     return [f"C{index:07d}", first, last, email, phone, rng.choice(ZONES), "US", "", rng.choice(SOURCES), opted_out, reviewed]
 
 
-def event_rows(rng: random.Random, index: int, contact: list[str]) -> list[list[str]]:
+def event_rows(rng: random.Random, index: int, contact: list[str], now: datetime) -> list[list[str]]:
     external_id, phone = contact[0], contact[4]
     events: list[list[str]] = []
     roll = rng.random()
-    month = rng.randint(1, 10)
-    when = f"2026-{month:02d}-{rng.randint(1, 28):02d}T{rng.randint(8, 20):02d}:00:00-07:00"
+    day = _today(now) - timedelta(days=_days_ago(rng))
+    when = datetime.combine(day, time(rng.randint(8, 20)), PACIFIC).isoformat()
+    old = datetime.combine(_today(now) - OLD_CONSENT, time(10), PACIFIC).isoformat()
     if roll < 0.45:
         events.append([external_id, "grant", "sms", "*", "first", "", "web_form", when, "web", "consent", ""])
     elif roll < 0.50:
-        events.append([external_id, "grant", "sms", "*", "first", "", "verbal", "2025-03-01T10:00:00-07:00", "sales", "consent", "old consent"])
+        events.append([external_id, "grant", "sms", "*", "first", "", "verbal", old, "sales", "consent", "old consent"])
     if rng.random() < 0.08:
         events.append([external_id, "block", "sms", "", "", "", "sms_keyword", when, "carrier", "", "STOP"])
     if rng.random() < 0.05:
@@ -138,7 +157,11 @@ def event_rows(rng: random.Random, index: int, contact: list[str]) -> list[list[
     return events
 
 
-def write_dealership(directory: Path, contacts: int = 10_000, seed: int = 7, tenant: str = "acme-motors", rate: int = 500) -> Dealership:
+def write_dealership(directory: Path, contacts: int = 10_000, seed: int = 7, tenant: str = "acme-motors", rate: int = 500, *,
+                     now: datetime) -> Dealership:
+    """Write the dealership's files, every date relative to `now` (an aware datetime)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("write_dealership: now must be an aware datetime")
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     paths = Dealership(
@@ -153,7 +176,7 @@ def write_dealership(directory: Path, contacts: int = 10_000, seed: int = 7, ten
         contacts_out.writerow(CONTACT_COLUMNS)
         events_out.writerow(EVENT_COLUMNS)
         for index in range(1, contacts + 1):
-            row = contact_row(rng, index)
+            row = contact_row(rng, index, now)
             contacts_out.writerow(row)
-            events_out.writerows(event_rows(rng, index, row))
+            events_out.writerows(event_rows(rng, index, row, now))
     return paths

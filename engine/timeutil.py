@@ -6,17 +6,11 @@ Every instant inside Consentry is an int of microseconds since the Unix epoch, U
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = 1_000_000
-
-
-def now_us() -> int:
-    """The wall clock, in microseconds. The shell reads it; the core never does."""
-    return time.time_ns() // 1000
 
 
 def to_us(moment: datetime) -> int:

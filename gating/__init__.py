@@ -15,7 +15,7 @@ loads a batch's rows in one go, calls in here, and acts on the decisions.
 
 from gating.batch import BatchEvaluator
 from gating.compiled import Cap, CompiledPolicy, compile_policy
-from gating.decisions import SEND, Decision, Defer, Send, Suppress
+from gating.decisions import SEND, Decision, DecisionKind, Defer, Send, Suppress
 from gating.errors import PolicyError, UnknownClassError
 from gating.explain import Explanation, RuleVerdict, explain
 from gating.message import Message
@@ -32,6 +32,7 @@ __all__ = [
     "ConsentState",
     "ContactRow",
     "Decision",
+    "DecisionKind",
     "Defer",
     "Explanation",
     "LedgerRow",

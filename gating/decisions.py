@@ -9,16 +9,25 @@ What it must never do: know how a decision is carried out (sending, recording, r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from gating.reasons import Reason
+
+
+class DecisionKind(StrEnum):
+    """The three outcomes, as recorded in `decision` columns and reports."""
+
+    SEND = "send"
+    SUPPRESS = "suppress"
+    DEFER = "defer"
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
     """Every rule passed: send the message now."""
 
-    decision: ClassVar[str] = "send"
+    decision: ClassVar[DecisionKind] = DecisionKind.SEND
     reason: ClassVar[None] = None
 
 
@@ -27,7 +36,7 @@ class Suppress:
     """A rule failed: do not send this message to this recipient."""
 
     reason: Reason
-    decision: ClassVar[str] = "suppress"
+    decision: ClassVar[DecisionKind] = DecisionKind.SUPPRESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +45,7 @@ class Defer:
 
     until_us: int
     reason: Reason
-    decision: ClassVar[str] = "defer"
+    decision: ClassVar[DecisionKind] = DecisionKind.DEFER
 
 
 Decision = Send | Suppress | Defer

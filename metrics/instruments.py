@@ -47,7 +47,8 @@ ALL_TENANTS = "_all"  # tenant label value when per-tenant labels are switched o
 DECISIONS = frozenset({"send", "suppress", "defer"})
 KINDS = frozenset({"bulk", "individual"})
 CHANNELS = frozenset({"email", "sms", "voice", "letter", "social"})
-DELIVERY_STATES = frozenset({"sent", "failed"})
+# An opt-in request is an outcome of its own: the campaign message itself was not sent.
+DELIVERY_STATES = frozenset({"sent", "opt_in_request", "failed"})
 ERROR_CLASSES = frozenset({"transient", "permanent"})
 LEDGER_ACTIONS = frozenset({"grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review"})
 # Open but code-like sets (reason codes, import outcomes): a short identifier or ``other``.
@@ -176,7 +177,7 @@ class Instruments:
                 ).inc(n)
 
     def record_deliveries(self, tenant: object, channel: object, counts: Counts) -> None:
-        """Add final dispatch outcomes: ``counts[state] = n`` with state ``sent`` or ``failed``."""
+        """Add final dispatch outcomes: ``counts[state] = n`` with state ``sent``, ``opt_in_request`` or ``failed``."""
         tenant, channel = self._tenant(tenant), _closed(channel, CHANNELS)
         for state, n in counts.items():
             if n:

@@ -18,8 +18,6 @@ engine passed in belongs to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,9 +34,9 @@ from engine.api import (
 )
 from engine.api.problems import api_errors
 from engine.api.services import SERVICES, Services
+from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db.session import make_engine
-from engine.timeutil import now_us
 from metrics import Instruments, add_metrics_route, default_instruments
 
 __all__ = ["build_app"]
@@ -53,7 +51,7 @@ def build_app(
     engine: AsyncEngine | None = None,
     instruments: Instruments | None = None,
     registry: CollectorRegistry | None = None,
-    clock: Callable[[], int] = now_us,
+    clock: Clock = system_clock,
 ) -> web.Application:
     """The application. Metrics go to `instruments` (default: the process-wide ones) and
     /metrics serves `registry` (default: that of `instruments`)."""

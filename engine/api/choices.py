@@ -129,9 +129,9 @@ async def locked_recipient(engine: AsyncEngine, recipient: Recipient):  # noqa: 
         yield conn
 
 
-async def record(conn: AsyncConnection, tenant_id: int, events: list[dict[str, object]]) -> Counter[str]:
+async def record(conn: AsyncConnection, tenant_id: int, events: list[dict[str, object]], recorded_at_us: int) -> Counter[str]:
     """Append events to the ledger (engine.imports.record_events, inside the caller's
     transaction); returns the count per action, for the metrics once committed."""
     if events:
-        await record_events(conn, tenant_id, events)
+        await record_events(conn, tenant_id, events, recorded_at_us=recorded_at_us)
     return Counter(str(event["action"]) for event in events)

@@ -15,10 +15,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.api.auth import Role, hash_key
+from engine.clock import Clock, system_clock
 from engine.db.models import ApiKey
 from engine.db.tenants import load_tenant
 from engine.errors import InputError, NotFoundError
-from engine.timeutil import now_us
 
 __all__ = ["KEY_PREFIX", "ApiKeyRecord", "create_api_key", "list_api_keys", "revoke_api_key"]
 
@@ -36,7 +36,9 @@ class ApiKeyRecord:
     revoked_at_us: int | None
 
 
-async def create_api_key(conn: AsyncConnection, tenant_code: str, role: str, name: str) -> tuple[ApiKeyRecord, str]:
+async def create_api_key(
+    conn: AsyncConnection, tenant_code: str, role: str, name: str, clock: Clock = system_clock
+) -> tuple[ApiKeyRecord, str]:
     """A new key for a tenant; returns its record and the key itself (shown once)."""
     if role not in {r.value for r in Role}:
         raise InputError(f"{role!r} is not a role (admin, manager, marketer, sales)", field="--role")
@@ -45,7 +47,7 @@ async def create_api_key(conn: AsyncConnection, tenant_code: str, role: str, nam
         raise InputError("a key needs a name of 1 to 200 characters", field="--name")
     tenant = await load_tenant(conn, tenant_code)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    stamp = now_us()
+    stamp = clock()
     key_id = (
         await conn.execute(
             insert(_keys)
@@ -62,13 +64,13 @@ async def list_api_keys(conn: AsyncConnection, tenant_code: str) -> list[ApiKeyR
     return [ApiKeyRecord(r.id, tenant.code, r.name, r.role, r.created_at_us, r.revoked_at_us) for r in rows]
 
 
-async def revoke_api_key(conn: AsyncConnection, tenant_code: str, key_id: int) -> ApiKeyRecord:
+async def revoke_api_key(conn: AsyncConnection, tenant_code: str, key_id: int, clock: Clock = system_clock) -> ApiKeyRecord:
     """Revoke a key of this tenant (revoking twice keeps the first instant)."""
     tenant = await load_tenant(conn, tenant_code)
     await conn.execute(
         update(_keys)
         .where(_keys.c.id == key_id, _keys.c.tenant_id == tenant.id, _keys.c.revoked_at_us.is_(None))
-        .values(revoked_at_us=now_us())
+        .values(revoked_at_us=clock())
     )
     row = (await conn.execute(select(_keys).where(_keys.c.id == key_id, _keys.c.tenant_id == tenant.id))).first()
     if row is None:

@@ -86,7 +86,7 @@ async def save(request: web.Request) -> web.Response:
             for code, subscribed in before.items()
             if (wanted := code in ticked) != subscribed
         ]
-        counts = await record(conn, recipient.tenant.id, events)
+        counts = await record(conn, recipient.tenant.id, events, now)
     if counts:
         shared.instruments.record_ledger_events(recipient.tenant.code, counts)
     after = {code: code in ticked for code in before}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from engine.api.app import build_app
+from engine.clock import Clock, system_clock
 from engine.config import Settings
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "serve_until_stopped"]
@@ -27,6 +28,7 @@ async def serve_until_stopped(
     port: int,
     on_ready: Callable[[list[str]], None],
     stop: asyncio.Event | None = None,
+    clock: Clock = system_clock,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set); `on_ready` gets the listening URLs."""
     stop = stop or asyncio.Event()
@@ -39,7 +41,7 @@ async def serve_until_stopped(
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
     # No access log: /u/ and /p/ paths carry bearer tokens, which must not land in log files.
-    runner = web.AppRunner(build_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+    runner = web.AppRunner(build_app(settings, clock=clock), shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -7,12 +7,12 @@ globals, so a test runs the real application against its own database on port 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.clock import Clock
 from engine.config import Settings
 from metrics import Instruments
 
@@ -24,9 +24,8 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     instruments: Instruments
-    # The wall clock in microseconds (engine.timeutil.now_us); the instant every event this
-    # service records is dated at.
-    clock: Callable[[], int]
+    # The instant every event this service records is dated at (engine.clock).
+    clock: Clock
 
     @property
     def token_secret(self) -> bytes:

@@ -74,7 +74,7 @@ async def one_click(request: web.Request) -> web.Response:
         if is_unsubscribed(await load_choices(conn, recipient, now)):
             counts = None
         else:
-            counts = await record(conn, recipient.tenant.id, [_revoke_everything(recipient, now)])
+            counts = await record(conn, recipient.tenant.id, [_revoke_everything(recipient, now)], now)
     if counts:
         shared.instruments.record_ledger_events(recipient.tenant.code, counts)
     return page_response("unsubscribed", _page_context(request, recipient))

@@ -134,7 +134,7 @@ async def _record_keyword(shared: Services, tenant: TenantRecord, keyword: Keywo
     async with shared.engine.begin() as conn:
         contact_ids = await contact_ids_for_address(conn, tenant.id, "phone", number)
         events = [event for contact_id in contact_ids for event in _keyword_events(keyword, contact_id, number, body, now)]
-        counts = await record(conn, tenant.id, events)
+        counts = await record(conn, tenant.id, events, now)
     if counts:
         shared.instruments.record_ledger_events(tenant.code, counts)
     if not contact_ids:
@@ -203,7 +203,7 @@ async def status_callback(request: web.Request) -> web.Response:
                 }
                 for row in failing
             ]
-            counts = await record(conn, tenant.id, events)
+            counts = await record(conn, tenant.id, events, now)
     if not found:
         log.warning("status callback for tenant %s: no delivery with MessageSid %s", tenant.code, sid)
     if counts:

@@ -5,66 +5,88 @@ id of the batch) — so enqueuing twice is harmless: arq refuses a second job wi
 and the delivery ledger makes a re-run of a finished batch send nothing. The job runs the
 very function the inline backend runs, on an id range; workers on many machines share one
 PostgreSQL database.
+
+Workers claim rows exactly as the inline runner does (engine/send/claims.py), so workers,
+an inline `campaign resume`, a second `send` and a cron job can all run at once and each
+recipient still gets one message.
+
+A killed worker: arq keeps a running job's "in progress" key for the job's whole timeout
+(an hour here), and no other worker touches the job meanwhile. Our job instead keeps that
+key alive itself, `claim_ttl / 6` at a time with a lifetime of `claim_ttl`: when the
+worker dies the key lapses with its claims, another worker picks the job up, reclaims the
+rows left in doubt, and `send --backend arq` finishes. A job that finds rows of its range
+still held by a runner that has gone quiet waits for those claims to lapse, then takes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import asdict
 from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import result_key_prefix
+from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus
 from arq.worker import func
 
+from engine.clock import Clock, offset_clock, system_clock
 from engine.config import Settings
 from engine.db.batches import iter_bounds
 from engine.db.session import make_engine
 from engine.db.tenants import TenantRecord
 from engine.send.launch import CampaignRecord
-from engine.send.pipeline import SendOptions
+from engine.send.pipeline import RunSummary, SendOptions
 from engine.send.runner import SendResult, resume_target, run_range, settle
 
+log = logging.getLogger(__name__)
 QUEUE = "consentry:batches"
+# A batch job killed this many times in a row is reported failed rather than retried for ever.
+MAX_TRIES = 5
 
 
 def job_id(campaign_id: int, after_id: int) -> str:
     return f"consentry:campaign:{campaign_id}:after:{after_id}"
 
 
-async def run_on_arq(settings: Settings, record: CampaignRecord, tenant: TenantRecord, options: SendOptions) -> SendResult:
+async def run_on_arq(
+    settings: Settings, record: CampaignRecord, tenant: TenantRecord, options: SendOptions, clock: Clock = system_clock
+) -> SendResult:
     """Enqueue every batch of the campaign, wait until workers finished them, settle."""
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=QUEUE)
     engine = make_engine(settings.database_url)
     try:
         jobs: list[Job] = []
         async for after_id, upto_id in iter_bounds(engine, tenant.id, record.definition.model.audience, options.batch_size):
-            jobs.append(await _enqueue(redis, record, tenant, options, after_id, upto_id))
+            jobs.append(await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock()))
         summary_total = None
         for job in jobs:
             result = await job.result(timeout=None, poll_delay=0.1)
             summary_total = _merge(summary_total, result)
-        from engine.send.pipeline import RunSummary
-
         summary = RunSummary()
         if summary_total:
             summary.sent, summary.failed = summary_total["sent"], summary_total["failed"]
             summary.retry_later, summary.reconciled = summary_total["retry_later"], summary_total["reconciled"]
             for key, n in summary_total["decided"]:
                 summary.count(key[0], key[1], n)
-        return await settle(engine, record, tenant, summary)
+        return await settle(engine, record, tenant, summary, clock, system_clock)
     finally:
         await redis.aclose()
         await engine.dispose()
 
 
-async def _enqueue(redis: ArqRedis, record: CampaignRecord, tenant: TenantRecord, options: SendOptions, after_id: int, upto_id: int) -> Job:
+async def _enqueue(
+    redis: ArqRedis, record: CampaignRecord, tenant: TenantRecord, options: SendOptions, after_id: int, upto_id: int,
+    clock_offset_us: int,
+) -> Job:
     identifier = job_id(record.id, after_id)
     payload = {
         "tenant": record.definition.tenant, "campaign": record.code, "after_id": after_id, "upto_id": upto_id,
         "options": asdict(options),
+        # A send `--at` a later instant runs every worker on that same shifted clock.
+        "clock_offset_us": clock_offset_us,
     }
     job = await redis.enqueue_job("send_batch", payload, _job_id=identifier)
     if job is not None:
@@ -95,11 +117,34 @@ async def send_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     engine = ctx["engine"]
     record, tenant = await resume_target(engine, payload["tenant"], payload["campaign"])
     options = SendOptions(**payload["options"])
-    summary = await run_range(engine, record, tenant, settings, options, id_range=(payload["after_id"], payload["upto_id"]))
+    offset = payload.get("clock_offset_us", 0)
+    clock = offset_clock(offset) if offset else system_clock
+    id_range = (payload["after_id"], payload["upto_id"])
+    heartbeat = asyncio.create_task(_keep_in_progress(ctx["redis"], ctx["job_id"], options.claim_ttl_s))
+    try:
+        # run_range waits out rows of the range that another runner holds (see its doc).
+        summary = await run_range(
+            engine, record, tenant, settings, options, id_range=id_range, clock=clock, lease_clock=system_clock
+        )
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     return {
         "sent": summary.sent, "failed": summary.failed, "retry_later": summary.retry_later,
         "reconciled": summary.reconciled, "decided": [[list(key), n] for key, n in summary.decided.items()],
     }
+
+
+async def _keep_in_progress(redis: ArqRedis, identifier: str, ttl_s: float) -> None:
+    """Keep arq's in-progress mark of this job alive `ttl_s` at a time (see the module doc)."""
+    key = in_progress_key_prefix + identifier
+    while True:
+        try:
+            await redis.pexpire(key, int(ttl_s * 1000))
+        except Exception:  # noqa: BLE001 - a missed beat only lets another worker start early; claims still hold
+            log.warning("could not renew arq's in-progress mark of %s", identifier, exc_info=True)
+        await asyncio.sleep(ttl_s / 6)
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -115,7 +160,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 def worker_settings(settings: Settings, burst: bool = False, max_jobs: int = 4) -> dict[str, Any]:
     """Keyword arguments for arq's Worker running our batch job."""
     return {
-        "functions": [func(send_batch, name="send_batch", max_tries=3, timeout=3600)],
+        "functions": [func(send_batch, name="send_batch", max_tries=MAX_TRIES, timeout=3600)],
         "queue_name": QUEUE,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": _startup,

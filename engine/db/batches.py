@@ -20,12 +20,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
 from campaigns.definition import Audience
 from engine.db.models import ConsentEvent, Contact, ContactPoint, Delivery
+from engine.db.states import DeliveryState, Kind
 
 CHANNEL_KIND = {"email": "email", "sms": "phone", "voice": "phone"}
 
@@ -164,8 +165,13 @@ async def iter_batches(
             select(_deliveries.c.contact_id, func.count())
             .where(
                 _deliveries.c.tenant_id == tenant_id, ids_of(_deliveries.c.contact_id),
-                _deliveries.c.channel == channel, _deliveries.c.kind == "bulk", _deliveries.c.state == "sent",
-                _deliveries.c.sent_at_us > bindparam("since"), _deliveries.c.sent_at_us <= bindparam("now"),
+                _deliveries.c.channel == channel, _deliveries.c.kind == Kind.BULK,
+                # In flight counts as sent: the claim takes the cap the same way (claims.py).
+                or_(
+                    _deliveries.c.state == DeliveryState.SENDING,
+                    and_(_deliveries.c.state == DeliveryState.SENT, _deliveries.c.sent_at_us > bindparam("since"),
+                         _deliveries.c.sent_at_us <= bindparam("now")),
+                ),
             )
             .group_by(_deliveries.c.contact_id)
         )

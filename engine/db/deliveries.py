@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Campaign, Delivery
+from engine.db.states import OPEN_STATES, CampaignStatus, DeliveryState, Purpose
 
 _d = Delivery.__table__
 
-FINAL_STATES = ("sent", "failed", "suppressed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +28,17 @@ class Existing:
     purpose: str
     attempts: int
     updated_at_us: int
+    claim_until_us: int | None
+
+    def is_held(self, now_us: int) -> bool:
+        """`sending` under a claim that has not lapsed: another runner is on it."""
+        return self.state == DeliveryState.SENDING and self.claim_until_us is not None and self.claim_until_us >= now_us
 
 
 async def existing_for(conn: AsyncConnection, tenant_id: int, campaign_id: int, channel: str, contact_ids: Sequence[int]) -> dict[int, Existing]:
     rows = await conn.execute(
-        select(_d.c.contact_id, _d.c.id, _d.c.state, _d.c.address, _d.c.purpose, _d.c.attempts, _d.c.updated_at_us).where(
+        select(_d.c.contact_id, _d.c.id, _d.c.state, _d.c.address, _d.c.purpose, _d.c.attempts, _d.c.updated_at_us,
+               _d.c.claim_until_us).where(
             _d.c.tenant_id == tenant_id,
             _d.c.campaign_id == campaign_id,
             _d.c.channel == channel,
@@ -70,16 +76,30 @@ async def update_rows(conn: AsyncConnection, changes: list[dict]) -> None:
     await conn.execute(statement, changes)
 
 
+async def update_open_rows(conn: AsyncConnection, changes: list[dict]) -> None:
+    """Record gating decisions on rows nobody holds (pending or deferred): a row another
+    runner claimed meanwhile keeps its state, and that runner its message."""
+    if not changes:
+        return
+    keys = [key for key in changes[0] if key != "_id"]
+    statement = (
+        update(_d)
+        .where(_d.c.id == bindparam("_id"), or_(*(_d.c.state == state for state in OPEN_STATES)))
+        .values({key: bindparam(key) for key in keys})
+    )
+    await conn.execute(statement, changes)
+
+
 async def mark_sending(conn: AsyncConnection, ids: Sequence[int], stamp: int) -> None:
-    """The transport is about to be called: from here until a result is recorded the row is
-    in doubt, and a resume reconciles it instead of sending it blind."""
+    """An individual message's row (no campaign runner ever claims it) is about to go: until
+    a result is recorded it is in doubt."""
     if ids:
         await conn.execute(
-            update(_d).where(_d.c.id.in_(ids)).values(state="sending", attempts=_d.c.attempts + 1, updated_at_us=stamp)
+            update(_d).where(_d.c.id.in_(ids)).values(state=DeliveryState.SENDING, attempts=_d.c.attempts + 1, updated_at_us=stamp)
         )
 
 
-async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, addresses: Iterable[str], purpose: str | None = None, states: Sequence[str] = ("sent",)) -> set[str]:
+async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, addresses: Iterable[str], purpose: str | None = None, states: Sequence[str] = (DeliveryState.SENT,)) -> set[str]:
     """Which of these addresses ever had a delivery in `states` (optionally of a purpose)."""
     wanted = list({a for a in addresses if a})
     if not wanted:
@@ -101,17 +121,56 @@ def block_event(contact_id: int, channel: str, address: str | None, cause: str, 
     }
 
 
-async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[str, str, str, int]]:
-    """(state, decision, reason, count) for a campaign."""
-    rows = await conn.execute(
-        select(_d.c.state, _d.c.decision, func.coalesce(_d.c.reason, ""), func.count())
-        .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id)
-        .group_by(_d.c.state, _d.c.decision, _d.c.reason)
+async def held_elsewhere(conn: AsyncConnection, tenant_id: int, campaign_id: int, token: int | None, now_us: int) -> int:
+    """Rows of the campaign that another runner holds a live claim on right now."""
+    query = select(func.count()).where(
+        _d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.state == DeliveryState.SENDING,
+        _d.c.claim_until_us >= now_us,
     )
-    return [tuple(row) for row in rows]
+    if token is not None:
+        query = query.where(_d.c.claim_token != token)
+    return int((await conn.execute(query)).scalar_one())
 
 
-async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: str, stamp: int, finished: bool = False) -> None:
+async def held_in_range(
+    conn: AsyncConnection, tenant_id: int, campaign_id: int, id_range: tuple[int, int | None], now_us: int
+) -> int | None:
+    """When the last live claim on the campaign's rows with contact ids in (after, upto]
+    lapses; None when no row there is held."""
+    after, upto = id_range
+    query = select(func.max(_d.c.claim_until_us)).where(
+        _d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.state == DeliveryState.SENDING,
+        _d.c.claim_until_us >= now_us, _d.c.contact_id > after,
+    )
+    if upto is not None:
+        query = query.where(_d.c.contact_id <= upto)
+    value = (await conn.execute(query)).scalar_one()
+    return None if value is None else int(value)
+
+
+async def open_in_range(conn: AsyncConnection, tenant_id: int, campaign_id: int, id_range: tuple[int, int | None]) -> int:
+    """Rows of the campaign with contact ids in (after, upto] that are pending or sending."""
+    after, upto = id_range
+    query = select(func.count()).where(
+        _d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id,
+        _d.c.state.in_((DeliveryState.PENDING, DeliveryState.SENDING)), _d.c.contact_id > after,
+    )
+    if upto is not None:
+        query = query.where(_d.c.contact_id <= upto)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[str, str, str, str, int]]:
+    """(state, purpose, decision, reason, count) for a campaign."""
+    rows = await conn.execute(
+        select(_d.c.state, _d.c.purpose, _d.c.decision, func.coalesce(_d.c.reason, ""), func.count())
+        .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id)
+        .group_by(_d.c.state, _d.c.purpose, _d.c.decision, _d.c.reason)
+    )
+    return [(DeliveryState(s), Purpose(p), d, r, n) for s, p, d, r, n in rows]
+
+
+async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: CampaignStatus, stamp: int, finished: bool = False) -> None:
     values = {"status": status, "updated_at_us": stamp}
     if finished:
         values["finished_at_us"] = stamp

@@ -157,9 +157,9 @@ class Campaign(Base):
     templates_json: Mapped[str] = mapped_column(Text)
     policy_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
-    # One runner at a time (engine/send/lease.py): `host:pid` and until when it holds it.
-    runner: Mapped[str | None] = mapped_column(String(200))
-    lease_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    # The last fencing token handed to a runner of this campaign (engine/send/claims.py):
+    # every runner draws a new, larger one, so a late write by an older runner is told apart.
+    claim_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at_us: Mapped[int] = mapped_column(BigInteger)
     updated_at_us: Mapped[int] = mapped_column(BigInteger)
     finished_at_us: Mapped[int | None] = mapped_column(BigInteger)
@@ -203,6 +203,14 @@ class Delivery(Base):
     sent_at_us: Mapped[int | None] = mapped_column(BigInteger)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
     updated_at_us: Mapped[int] = mapped_column(BigInteger)
+    # State `sending` belongs to the runner whose fencing token this is, until
+    # `claim_until_us` (renewed while it works); past that the row is in doubt and may be
+    # reclaimed by another runner (engine/send/claims.py).
+    claim_token: Mapped[int | None] = mapped_column(BigInteger)
+    claim_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    # When the first claim was taken (real time): the earliest an attempt can have reached
+    # the provider, where reconciliation of an in-doubt text starts looking.
+    first_claimed_at_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

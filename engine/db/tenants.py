@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.clock import Clock, system_clock
 from engine.db.models import Tenant, TenantPolicyVersion
 from engine.errors import NotFoundError
-from engine.timeutil import now_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +23,15 @@ class TenantRecord:
     policy: dict[str, Any]
 
 
-async def apply_policy(conn: AsyncConnection, policy: dict[str, Any], source: str) -> tuple[TenantRecord, bool]:
+async def apply_policy(
+    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock = system_clock
+) -> tuple[TenantRecord, bool]:
     """Create or update a tenant from a validated policy; returns (tenant, changed).
 
     An identical policy records no new version, so re-applying a file is harmless.
     """
     code = policy["tenant"]
-    stamp = now_us()
+    stamp = clock()
     row = (await conn.execute(select(Tenant).where(Tenant.code == code))).first()
     if row is None:
         tenant_id = (

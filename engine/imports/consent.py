@@ -16,6 +16,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaigns.errors import InputError, InputErrors
+from engine.clock import Clock, system_clock
 from engine.db.models import Contact
 from engine.db.tenants import load_tenant
 from engine.imports.consent_rows import (
@@ -32,7 +33,6 @@ from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
 from engine.imports.statements import contacts_by_external_id, refresh_statistics
 from engine.imports.summary import ImportSummary
-from engine.timeutil import now_us
 
 __all__ = ["check_consent_events", "import_consent_events"]
 
@@ -49,6 +49,7 @@ async def import_consent_events(
     workers: int = DEFAULT_WORKERS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    clock: Clock = system_clock,
 ) -> ImportSummary:
     """Append a consent events CSV to a tenant's ledger (FORMATS.md, "Consent events").
 
@@ -64,7 +65,7 @@ async def import_consent_events(
                 path, source.header, keep=not skip_invalid, rejects_path=rejects_path, on_reject=on_reject
             )
             writer = _EventWriter(
-                conn, record.id, now_us(), path, source.header, rejections, on_progress, atomic=not skip_invalid
+                conn, record.id, clock(), path, source.header, rejections, on_progress, atomic=not skip_invalid
             )
             try:
                 await run_pipeline(

@@ -25,6 +25,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaigns.errors import InputError, InputErrors
+from engine.clock import Clock, system_clock
 from engine.db.models import Contact
 from engine.db.tenants import load_tenant
 from engine.imports.contact_rows import (
@@ -48,7 +49,6 @@ from engine.imports.statements import (
     refresh_statistics,
 )
 from engine.imports.summary import ImportSummary
-from engine.timeutil import now_us
 
 __all__ = ["check_contacts", "import_contacts"]
 
@@ -65,6 +65,7 @@ async def import_contacts(
     workers: int = DEFAULT_WORKERS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    clock: Clock = system_clock,
 ) -> ImportSummary:
     """Import a contacts CSV for a tenant (FORMATS.md, "Contacts").
 
@@ -79,7 +80,7 @@ async def import_contacts(
             rejections = Rejections(
                 path, source.header, keep=not skip_invalid, rejects_path=rejects_path, on_reject=on_reject
             )
-            writer = _ContactWriter(conn, record.id, now_us(), path, source.header, rejections, on_progress)
+            writer = _ContactWriter(conn, record.id, clock(), path, source.header, rejections, on_progress)
             try:
                 await run_pipeline(
                     source.chunks(),

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.db.models import Contact, ContactPoint
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
 from engine.imports.vocabulary import ACTIONS
-from engine.timeutil import now_us
 
 __all__ = [
     "contact_ids_for_address",
@@ -45,7 +44,7 @@ async def record_events(
     tenant_id: int,
     events: Iterable[Mapping[str, object]],
     *,
-    recorded_at_us: int | None = None,
+    recorded_at_us: int,
 ) -> int:
     """Append events to a tenant's ledger and update the contacts' projections.
 
@@ -53,10 +52,10 @@ async def record_events(
     `occurred_at_us`, and optionally `channel`, `class_code`, `party`, `address` (spelled as
     `normalize_address` returns it), `actor`, `basis`, `note`, `cause` (for suppressions the
     system records: `hard_bounce`, `spam_complaint`, `carrier_unsubscribed`,
-    `invalid_number`, `sms_keyword`...) and `recorded_at_us` (default: now). Runs inside
+    `invalid_number`, `sms_keyword`...) and `recorded_at_us` (default: the call's `recorded_at_us`, the caller's clock). Runs inside
     the caller's transaction; returns the number of events recorded.
     """
-    stamp = now_us() if recorded_at_us is None else recorded_at_us
+    stamp = recorded_at_us
     rows = [_row(tenant_id, event, stamp) for event in events]
     await _check_contacts(conn, tenant_id, {row[_CONTACT] for row in rows})
     await record_event_rows(conn, rows)

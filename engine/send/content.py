@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from campaigns.definition import CampaignDefinition
+from engine.clock import Clock, system_clock
 from engine.config import Settings
+from engine.db.states import Purpose
 from engine.db.tenants import TenantRecord
 from engine.render import (
     CampaignContext,
@@ -26,7 +29,6 @@ from engine.render import (
     find_templates,
 )
 from engine.send.launch import CampaignRecord
-from engine.timeutil import now_us
 
 
 @dataclass(slots=True)
@@ -35,7 +37,7 @@ class Job:
     contact_id: int
     external_id: str
     address: str
-    purpose: str  # campaign | opt_in_request
+    purpose: Purpose
     first_touch: bool = False
     in_doubt: bool = False
     since_us: int = 0  # in doubt: when the transport call began
@@ -46,8 +48,9 @@ class Job:
 class Content:
     """A campaign's compiled templates and the per-recipient context."""
 
-    def __init__(self, record: CampaignRecord, tenant: TenantRecord, settings: Settings) -> None:
+    def __init__(self, record: CampaignRecord, tenant: TenantRecord, settings: Settings, clock: Clock = system_clock) -> None:
         model = record.definition.model
+        self.clock = clock
         self.record = record
         self.channel = model.channel
         self.secret = settings.secret.encode()
@@ -88,11 +91,11 @@ class Content:
 
     def email_bytes(self, job: Job, message_id: str) -> bytes:
         name = " ".join(part for part in (job.first_name, job.last_name) if part) or None
-        return self.email.render(job.address, name, self.context(job), message_id, now_us())
+        return self.email.render(job.address, name, self.context(job), message_id, self.clock())
 
     def sms_body(self, job: Job) -> SmsBody:
         context = self.context(job)
-        if job.purpose == "opt_in_request":
+        if job.purpose == Purpose.OPT_IN_REQUEST:
             return self.sms.render_opt_in_request(context)
         return self.sms.render(context, first_touch=job.first_touch)
 
@@ -106,9 +109,10 @@ class EmailChannel:
     def __init__(self, pool) -> None:  # noqa: ANN001 - engine.transports.SmtpPool
         self.pool = pool
 
-    async def deliver(self, content: Content, job: Job) -> tuple[str, int | None]:
+    async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
+        """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
         message_id = content.message_id(job)
-        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job, message_id))
+        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job, message_id), guard=guard)
         return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:
@@ -121,7 +125,9 @@ class SmsChannel:
         self.client = client
         self.status_callback = status_callback
 
-    async def deliver(self, content: Content, job: Job) -> tuple[str, int | None]:
+    async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
+        """Send one text. The request is a single write, so the pipeline's check before this
+        call is the last moment to stop; `guard` is accepted for symmetry."""
         body = content.sms_body(job)
         sid, segments = await self.client.send(job.address, content.sender_phone, body.text, self.status_callback)
         return sid, segments or body.segments
@@ -133,7 +139,7 @@ class SmsChannel:
         another text reached the number first, which a crash can leave unknowable.
         """
         bodies = {content.sms_body(job).text}
-        if job.purpose == "campaign":
+        if job.purpose == Purpose.CAMPAIGN:
             bodies.add(content.sms_body(replace(job, first_touch=not job.first_touch)).text)
         for text in bodies:
             found = await self.client.find_sent(job.address, content.sender_phone, text, job.since_us)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from engine.check import reason_code
+from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.batches import load_one
@@ -21,7 +21,7 @@ from engine.errors import ConsentryError, InputError, NotFoundError
 from engine.imports.ledger import record_events
 from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
 from engine.render.context import STANDARD_VARIABLES
-from engine.timeutil import now_us
+from engine.send.campaign_inputs import reason_code
 from engine.transports.errors import PermanentError, TransientError
 from gating import BatchEvaluator, Message, TenantPolicy, compile_policy
 
@@ -59,6 +59,7 @@ async def send_individual(
     subject: str | None,
     sender: str | None = None,
     class_code: str | None = None,
+    clock: Clock = system_clock,
 ) -> IndividualResult:
     if not body.strip():
         raise InputError("the message body is empty", field="--body")
@@ -71,7 +72,7 @@ async def send_individual(
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
     message = Message(kind="individual", channel=channel, class_code=class_code, party="first")
     policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
-    now = now_us()
+    now = clock()
     batch = await load_one(engine, tenant.id, channel, external_id, now)
     if batch is None:
         raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")
@@ -97,7 +98,7 @@ async def send_individual(
     transport, closer = await open_channel_transport(channel, settings, 1)
     try:
         async with engine.begin() as conn:
-            await ledger.mark_sending(conn, [delivery_id], now_us())
+            await ledger.mark_sending(conn, [delivery_id], clock())
         # The outcome follows the error's class, never its text: transient stays pending.
         provider_id, segments, error, cause, state = None, None, None, None, "sent"
         try:
@@ -110,7 +111,7 @@ async def send_individual(
                 )
                 domain = sender_email.rpartition("@")[2]
                 provider_id = f"<i{delivery_id}.{now}@{domain}>"
-                await transport.send_raw(sender_email, [address], skeleton.render(address, None, context, provider_id, now_us()))
+                await transport.send_raw(sender_email, [address], skeleton.render(address, None, context, provider_id, clock()))
             else:
                 renderer = SmsRenderer(
                     compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES),
@@ -124,7 +125,7 @@ async def send_individual(
             error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, "failed"
         except TransientError as exc:
             error, state = f"transient: {exc}", "pending"
-        stamp = now_us()
+        stamp = clock()
         async with engine.begin() as conn:
             await ledger.update_rows(conn, [{
                 "_id": delivery_id, "state": state, "provider_id": provider_id, "segments": segments, "error": error,

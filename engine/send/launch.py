@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.definition import CampaignDefinition, parse_campaign
 from engine.db.models import Campaign
+from engine.db.states import CampaignStatus
 from engine.db.tenants import TenantRecord
 from engine.errors import NotFoundError
-from engine.timeutil import now_us
 
 _c = Campaign.__table__
 
@@ -30,15 +30,16 @@ class CampaignRecord:
     definition: CampaignDefinition
     templates: dict[str, Any]
     policy_version: int
-    status: str
+    status: CampaignStatus
     created: bool
 
 
-async def launch(conn: AsyncConnection, definition: CampaignDefinition, tenant: TenantRecord, templates: dict[str, Any]) -> CampaignRecord:
+async def launch(
+    conn: AsyncConnection, definition: CampaignDefinition, tenant: TenantRecord, templates: dict[str, Any], stamp: int
+) -> CampaignRecord:
     existing = await find_campaign(conn, tenant.id, definition.code)
     if existing is not None:
         return existing
-    stamp = now_us()
     campaign_id = (
         await conn.execute(
             insert(_c)
@@ -47,12 +48,12 @@ async def launch(conn: AsyncConnection, definition: CampaignDefinition, tenant: 
                 class_code=definition.class_code, party=definition.model.party,
                 definition_json=json.dumps(definition.as_dict(), sort_keys=True),
                 templates_json=json.dumps(templates, sort_keys=True), policy_version=tenant.policy_version,
-                status="running", created_at_us=stamp, updated_at_us=stamp,
+                status=CampaignStatus.RUNNING, created_at_us=stamp, updated_at_us=stamp,
             )
             .returning(_c.c.id)
         )
     ).scalar_one()
-    return CampaignRecord(campaign_id, tenant.id, definition.code, definition, templates, tenant.policy_version, "running", True)
+    return CampaignRecord(campaign_id, tenant.id, definition.code, definition, templates, tenant.policy_version, CampaignStatus.RUNNING, True)
 
 
 async def find_campaign(conn: AsyncConnection, tenant_id: int, code: str) -> CampaignRecord | None:
@@ -60,7 +61,7 @@ async def find_campaign(conn: AsyncConnection, tenant_id: int, code: str) -> Cam
     if row is None:
         return None
     definition = parse_campaign(json.loads(row.definition_json), shown=f"campaign {code} (snapshot)")
-    return CampaignRecord(row.id, tenant_id, code, definition, json.loads(row.templates_json), row.policy_version, row.status, False)
+    return CampaignRecord(row.id, tenant_id, code, definition, json.loads(row.templates_json), row.policy_version, CampaignStatus(row.status), False)
 
 
 async def get_campaign(conn: AsyncConnection, tenant_id: int, code: str) -> CampaignRecord:

@@ -1,24 +1,31 @@
-"""Send a launched campaign: gate each batch just before dispatch, record, render, deliver.
+"""Send a launched campaign: gate each batch just before dispatch, record, claim, deliver.
 
-Exactly once, by construction:
+Exactly once, by construction (docs/sending.md):
 - every recipient gets one delivery row under the unique key (campaign, contact, channel)
-  before any transport is called; a row someone else inserted is never sent by us;
-- a row is marked `sending` (committed) right before its transport call and `sent` /
-  `failed` right after (group commits every few milliseconds). After a crash, `sending`
-  rows are *in doubt*: SMS is reconciled against the provider's message list, email is
-  re-sent with the same Message-ID (mailbox providers and our capture server collapse
-  identical Message-IDs). Nothing else is ever re-sent;
-- the resume point is the delivery rows themselves, not a cursor that moves when a batch is
-  fetched: a resume walks the audience again and skips every final row, so nobody is
-  skipped and nobody is sent twice.
+  before any transport is called; a row another runner inserted is not ours to decide;
+- a row is handed to a transport only by the runner that *claimed* it: a conditional
+  `pending → sending` carrying this runner's fencing token (engine/send/claims.py). Any
+  number of runners (a second `send`, a `resume` from cron, arq workers) may walk the same
+  campaign; the database lets one of them win each row;
+- the claim is checked again before every transport call (and before DATA): a runner that
+  was frozen past its claims, or cut off from the database, stops instead of sending;
+- each result is recorded as its reply arrives, and a worker takes its next message only
+  once its last result is committed: a kill -9 leaves at most `concurrency` messages in
+  doubt. A row left `sending` under a lapsed claim is reclaimed by the next runner: SMS is
+  reconciled against the provider's message list, email resent with its original
+  Message-ID (SMTP has no idempotency key: that resend is the floor no design removes);
+- the resume point is the delivery rows themselves: a resume walks the audience again and
+  skips every final row, so nobody is skipped and nobody is sent twice.
 
-Three cooperating tasks keep the wire busy: the producer (load, gate, record, mark sending,
-enqueue), N workers (rate limit, render, transport, retries), the writer (record results).
+Three cooperating tasks keep the wire busy: the producer (load, gate, record, claim,
+enqueue), N workers (rate limit, render, transport, retries), the writer (group-commits
+results as they arrive).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -27,61 +34,85 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from engine.check import cap_for, message_for, reason_code
+from engine.clock import Clock
 from engine.db import deliveries as ledger
-from engine.db.batches import iter_batches
+from engine.db.batches import Batch, iter_batches
 from engine.db.models import Contact
+from engine.db.states import DeliveryState, Kind, Purpose, outcome_of
 from engine.db.tenants import TenantRecord
 from engine.imports.ledger import record_events
+from engine.send.campaign_inputs import cap_for, message_for, reason_code
+from engine.send.claims import Claimant
 from engine.send.content import Content, Job
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
-from engine.timeutil import now_us
 from engine.transports.errors import (
+    DispatchCancelled,
     PermanentError,
     SenderRejected,
     TransientError,
     TransportAuthError,
 )
-from gating import BatchEvaluator, Reason, TenantPolicy, compile_policy
+from gating import BatchEvaluator, DecisionKind, Reason, TenantPolicy, compile_policy
 from metrics import Instruments, default_instruments
 
+log = logging.getLogger(__name__)
+
 _contacts = Contact.__table__
-RESULT_FLUSH_S = 0.02
-RESULT_FLUSH_ROWS = 256
-MARK_CHUNK = 64
+CLAIM_CHUNK = 64
+DEFAULT_CLAIM_TTL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class SendOptions:
-    at_us: int | None = None  # fixed gating clock (tests, replays); None = now, per batch
     batch_size: int = 1000
     concurrency: int = 16
     max_attempts: int = 5
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
+    # How long a claim holds without renewal: a runner that dies or freezes leaves its rows
+    # in doubt for at most this long before another runner reclaims them.
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
 
 
 @dataclass(slots=True)
 class RunSummary:
+    """What this run did (the campaign's totals come from the ledger: runner.settle)."""
+
     decided: dict[tuple[str, str], int] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
     retry_later: int = 0
     reconciled: int = 0
     fatal: str | None = None  # why the run stopped early, if it did
+    lost_claims: bool = False  # stopped because its claims lapsed (frozen, database gone)
 
     def count(self, decision: str, reason: str, n: int = 1) -> None:
         self.decided[(decision, reason)] = self.decided.get((decision, reason), 0) + n
 
+    def add(self, other: RunSummary) -> None:
+        """Fold a later pass of the same run into this one."""
+        for (decision, reason), n in other.decided.items():
+            self.count(decision, reason, n)
+        self.sent += other.sent
+        self.failed += other.failed
+        self.retry_later = other.retry_later  # what the last pass left behind
+        self.reconciled += other.reconciled
+        self.fatal = self.fatal or other.fatal
+        self.lost_claims = self.lost_claims or other.lost_claims
+
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    state: str  # sent | failed | pending (transient, retry later)
+    state: DeliveryState  # sent | failed | pending (transient or not attempted)
     provider_id: str | None = None
     segments: int | None = None
     error: str | None = None
     block_cause: str | None = None
+
+
+# Not attempted because the claim lapsed: the row is left to whoever holds it now.
+_WITHDRAWN = _Outcome(DeliveryState.SENDING)
 
 
 class CampaignRun:
@@ -91,11 +122,13 @@ class CampaignRun:
         record: CampaignRecord,
         tenant: TenantRecord,
         content: Content,
-        transport,  # noqa: ANN001 - engine.send.content.Transport
+        transport,  # noqa: ANN001 - engine.send.content.EmailChannel | SmsChannel
         options: SendOptions,
+        clock: Clock,
         observer: Callable[[str, int], None] | None = None,
         id_range: tuple[int, int | None] = (0, None),
         instruments: Instruments | None = None,
+        lease_clock: Clock | None = None,
     ) -> None:
         self.id_range = id_range
         self.metrics = instruments or default_instruments()
@@ -105,27 +138,33 @@ class CampaignRun:
         self.content = content
         self.transport = transport
         self.options = options
+        self.clock = clock
         self.observer = observer or (lambda _event, _n: None)
         self.definition = record.definition
         self.channel = self.definition.channel
         self.message = message_for(self.definition)
         self.policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), self.message)
         self.evaluator = BatchEvaluator(self.policy, self.message)
+        self.cap = cap_for(tenant.policy, self.channel)
+        self.claims = Claimant(engine, clock, record.id, options.claim_ttl_s, self.cap, lease_clock)
         rate = self.definition.model.rate
         self.limiter = RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
-        self._results: list[tuple[Job, _Outcome]] = []
+        self._results: list[tuple[Job, _Outcome, asyncio.Future[None]]] = []
         self._results_ready = asyncio.Event()
         self._stopping = False
+        self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
         # A failure that every message would share (sender refused, bad credentials) stops
         # the run: recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self._opt_in = tenant.policy["sms"]["opt_in_required"] and self.channel == "sms"
+        self._bulk = self.message.kind == Kind.BULK
 
     async def run(self) -> RunSummary:
+        await self.claims.start()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         writer = asyncio.create_task(self._writer())
         try:
@@ -137,34 +176,52 @@ class CampaignRun:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            # The writer is never cancelled: a flush cut in half would lose results (rows
-            # left in doubt) and leave a transaction open. It drains and stops by itself.
+            # The writer is never cancelled: a flush cut in half would lose results and
+            # leave a transaction open. It drains and stops by itself.
             self._stopping = True
             self._results_ready.set()
             await writer
+            await self.claims.stop()
+            await self.claims.release(self._withdrawn)
+        self.summary.lost_claims = self.claims.lost
         return self.summary
+
+    def _should_stop(self) -> bool:
+        return self.fatal is not None or self.claims.lost
 
     # -- producer -----------------------------------------------------------------------
 
     async def _produce(self) -> None:
-        clock = self.options.at_us if self.options.at_us is not None else now_us
-        cap = cap_for(self.tenant.policy, self.channel)
         async for batch in iter_batches(
-            self.engine, self.tenant.id, self.channel, self.definition.model.audience, clock, self.options.batch_size, cap,
-            after_id=self.id_range[0], upto_id=self.id_range[1],
+            self.engine, self.tenant.id, self.channel, self.definition.model.audience, self.clock,
+            self.options.batch_size, self.cap, after_id=self.id_range[0], upto_id=self.id_range[1],
         ):
-            jobs = await self._gate_and_record(batch)
-            for start in range(0, len(jobs), MARK_CHUNK):
-                if self.fatal is not None:
+            if self._should_stop():
+                return
+            candidates = await self._gate_and_record(batch)
+            for start in range(0, len(candidates), CLAIM_CHUNK):
+                if self._should_stop():
                     return
-                chunk = jobs[start : start + MARK_CHUNK]
+                chunk = candidates[start : start + CLAIM_CHUNK]
                 async with self._write_lock, self.engine.begin() as conn:
-                    await ledger.mark_sending(conn, [job.delivery_id for job in chunk], now_us())
-                for job in chunk:
+                    claimed = await self.claims.claim(conn, [(job.delivery_id, job.contact_id) for job in chunk], self._bulk)
+                ours = {c.delivery_id: c for c in claimed}
+                jobs = [job for job in chunk if job.delivery_id in ours]
+                for job in jobs:
+                    won = ours[job.delivery_id]
+                    # Claimed before by a runner that never recorded a result: it may have
+                    # reached the provider. Reconcile (SMS) or resend with the same Message-ID.
+                    job.in_doubt = won.attempts > 1
+                    job.since_us = won.first_claimed_at_us
+                await self._with_names(jobs)
+                for job in jobs:
                     await self._queue.put(job)
 
-    async def _gate_and_record(self, batch) -> list[Job]:  # noqa: ANN001
+    async def _gate_and_record(self, batch: Batch) -> list[Job]:
+        """Gate the batch, record every decision, return the rows this run may try to claim."""
         ids = [row[0] for row in batch.contacts]
+        now = batch.now_us
+        lease_now = self.claims.clock()
         async with self.engine.connect() as conn:
             existing = await ledger.existing_for(conn, self.tenant.id, self.record.id, self.channel, ids)
         jobs: list[Job] = []
@@ -172,88 +229,90 @@ class CampaignRun:
         in_doubt = []
         for row in batch.contacts:
             known = existing.get(row[0])
-            if known is None or known.state in ("pending", "deferred"):
+            if known is None or known.state in (DeliveryState.PENDING, DeliveryState.DEFERRED):
                 todo.append(row)
-            elif known.state == "sent" and known.purpose == "campaign" and known.address:
+                continue
+            if known.purpose == Purpose.CAMPAIGN and known.address and known.state in (DeliveryState.SENT, DeliveryState.SENDING):
+                # The address got (or is getting) this campaign: rule 5 for the others.
                 self.evaluator.mark_sent(known.address)
-            elif known.state == "sending":
+            if known.state == DeliveryState.SENDING and not known.is_held(lease_now):
                 in_doubt.append((row, known))
-                if known.purpose == "campaign" and known.address:
-                    self.evaluator.mark_sent(known.address)
         opt_in_sent: set[str] = set()
         first_touched: set[str] = set()
         ever_sent: set[str] = set()
         if self.channel == "sms":
             async with self.engine.connect() as conn:
                 addresses = [row[5] for row in todo if row[5]] + [known.address for _row, known in in_doubt if known.address]
-                ever_sent = await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=("sent",))
-                first_touched = ever_sent | await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=("sending",))
+                ever_sent = await ledger.addresses_with(conn, self.tenant.id, "sms", addresses, states=(DeliveryState.SENT,))
+                first_touched = ever_sent | await ledger.addresses_with(
+                    conn, self.tenant.id, "sms", addresses, states=(DeliveryState.SENDING,)
+                )
                 if self._opt_in:
                     opt_in_sent = await ledger.addresses_with(
-                        conn, self.tenant.id, "sms", addresses, purpose="opt_in_request", states=("sent", "sending", "pending")
+                        conn, self.tenant.id, "sms", addresses, purpose=Purpose.OPT_IN_REQUEST,
+                        states=(DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.PENDING),
                     )
         for row, known in in_doubt:
             # Rebuilt exactly as first sent, so reconciliation matches the same text.
-            jobs.append(Job(known.id, row[0], row[1], known.address or "", known.purpose,
-                            first_touch=known.address not in ever_sent, in_doubt=True, since_us=known.updated_at_us))
+            jobs.append(Job(known.id, row[0], row[1], known.address or "", Purpose(known.purpose),
+                            first_touch=known.address not in ever_sent))
         if not todo:
-            return await self._with_names(jobs)
+            return jobs
         ledger_rows = batch.ledger
         if len(todo) != len(batch.contacts):
             wanted = {row[0] for row in todo}
             ledger_rows = [event for event in ledger_rows if event[0] in wanted]
         with self.metrics.time_gate_batch(self.channel):
-            decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, batch.now_us)
+            decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, now)
         counts: Counter[tuple[str, str | None]] = Counter((d.decision, reason_code(d) or None) for d in decisions)
         self.metrics.record_decisions(self.tenant.code, self.channel, self.message.kind, counts)
 
-        stamp = now_us()
         inserts, updates, sendable = [], [], []
         for row, decision in zip(todo, decisions, strict=True):
             reason = reason_code(decision)
             kind = decision.decision
-            purpose = "campaign"
-            if kind == "send":
-                state = "pending"
-            elif kind == "defer":
-                state = "deferred"
+            purpose = Purpose.CAMPAIGN
+            if kind == DecisionKind.SEND:
+                state = DeliveryState.PENDING
+            elif kind == DecisionKind.DEFER:
+                state = DeliveryState.DEFERRED
             elif reason == Reason.AWAITING_SMS_OPT_IN.value and row[5] not in opt_in_sent:
                 # The first text to a lead who has not said YES is the opt-in request itself.
-                state, purpose = "pending", "opt_in_request"
+                state, purpose = DeliveryState.PENDING, Purpose.OPT_IN_REQUEST
                 opt_in_sent.add(row[5])
             else:
-                state = "suppressed"
+                state = DeliveryState.SUPPRESSED
             self.summary.count(kind, reason)
             values = {
                 "decision": kind, "reason": reason or None, "state": state, "purpose": purpose,
-                "defer_until_us": decision.until_us if kind == "defer" else None,
-                "address": row[5], "updated_at_us": stamp,
+                "defer_until_us": decision.until_us if kind == DecisionKind.DEFER else None,
+                "address": row[5], "updated_at_us": now,
             }
             known = existing.get(row[0])
             if known is None:
                 inserts.append({
                     "tenant_id": self.tenant.id, "campaign_id": self.record.id, "contact_id": row[0],
-                    "channel": self.channel, "kind": self.message.kind, "attempts": 0, "created_at_us": stamp, **values,
+                    "channel": self.channel, "kind": self.message.kind, "attempts": 0, "created_at_us": now, **values,
                 })
             else:
                 updates.append({"_id": known.id, **values})
-            if state == "pending":
+            if state == DeliveryState.PENDING:
                 sendable.append((row, purpose, known.id if known else None))
         async with self._write_lock, self.engine.begin() as conn:
             inserted = await ledger.insert_new(conn, inserts)
-            await ledger.update_rows(conn, updates)
+            await ledger.update_open_rows(conn, updates)
         self.observer("decided", len(todo))
         for row, purpose, delivery_id in sendable:
             delivery_id = delivery_id or inserted.get(row[0])
             if delivery_id is None:
-                continue  # another worker owns this row
+                continue  # another runner inserted it first: its decision stands
             jobs.append(Job(delivery_id, row[0], row[1], row[5], purpose, first_touch=row[5] not in first_touched))
-        return await self._with_names(jobs)
+        return jobs
 
-    async def _with_names(self, jobs: list[Job]) -> list[Job]:
-        """Names for the templates: one query for the batch's sendable contacts."""
+    async def _with_names(self, jobs: list[Job]) -> None:
+        """Names for the templates: one query for the chunk's claimed contacts."""
         if not jobs:
-            return jobs
+            return
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(_contacts.c.id, _contacts.c.first_name, _contacts.c.last_name).where(
@@ -263,85 +322,114 @@ class CampaignRun:
             names = {row[0]: (row[1], row[2]) for row in rows}
         for job in jobs:
             job.first_name, job.last_name = names.get(job.contact_id, (None, None))
-        return jobs
 
     # -- workers ------------------------------------------------------------------------
 
     async def _worker(self) -> None:
         while (job := await self._queue.get()) is not None:
             outcome = await self._deliver(job)
-            self._results.append((job, outcome))
-            if len(self._results) >= RESULT_FLUSH_ROWS:
-                self._results_ready.set()
+            if outcome is _WITHDRAWN:
+                self._withdrawn.append(job.delivery_id)
+                continue
+            # Wait until the result is committed before the next message: at most one
+            # unrecorded message per worker, whatever happens to this process.
+            await self._record(job, outcome)
 
     async def _deliver(self, job: Job) -> _Outcome:
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
             if self.fatal is not None:
-                return _Outcome("pending", error=f"not attempted: {self.fatal}") if not job.in_doubt else _Outcome("sending")
+                if job.in_doubt:
+                    return _WITHDRAWN
+                return _Outcome(DeliveryState.PENDING, error=f"not attempted: {self.fatal}")
+            if not self.claims.may_dispatch():
+                return _WITHDRAWN
             try:
                 if job.in_doubt and attempt == 0:
                     found = await self.transport.reconcile(self.content, job)
                     if found is not None:
                         self.summary.reconciled += 1
-                        return _Outcome("sent", provider_id=found)
+                        return _Outcome(DeliveryState.SENT, provider_id=found)
                 await self.limiter.acquire()
+                if not self.claims.may_dispatch():
+                    return _WITHDRAWN
                 with self.metrics.time_dispatch(self.channel):
-                    provider_id, segments = await self.transport.deliver(self.content, job)
-                return _Outcome("sent", provider_id=provider_id, segments=segments)
+                    provider_id, segments = await self.transport.deliver(self.content, job, guard=self.claims.may_dispatch)
+                return _Outcome(DeliveryState.SENT, provider_id=provider_id, segments=segments)
+            except DispatchCancelled:
+                return _WITHDRAWN
             except (SenderRejected, TransportAuthError) as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
                 self.fatal = exc
                 # The transport refused the sender itself: nothing reached the recipient.
-                return _Outcome("pending", error=f"{exc.code}: {exc.message}")
+                return _Outcome(DeliveryState.PENDING, error=f"{exc.code}: {exc.message}")
             except PermanentError as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
-                return _Outcome("failed", error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
+                return _Outcome(DeliveryState.FAILED, error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
             except TransientError as exc:
                 self.metrics.record_transport_error(self.channel, "transient")
                 error = exc
                 delay = min(options.retry_max_s, options.retry_base_s * 2**attempt)
                 # Full jitter: many workers retrying a recovering relay must not stampede it.
                 await asyncio.sleep(random.uniform(0, delay) if attempt + 1 < options.max_attempts else 0)
-        return _Outcome("pending", error=f"transient: {error}")
+        return _Outcome(DeliveryState.PENDING, error=f"transient: {error}")
 
     # -- writer -------------------------------------------------------------------------
 
+    async def _record(self, job: Job, outcome: _Outcome) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._results.append((job, outcome, done))
+        self._results_ready.set()
+        await done
+
     async def _writer(self) -> None:
+        """Group commit: every result that arrived while the last transaction ran goes in the
+        next one, at once (no timer), so the recording never lags the wire by more than one
+        commit."""
         while True:
-            try:
-                await asyncio.wait_for(self._results_ready.wait(), RESULT_FLUSH_S)
-            except TimeoutError:
-                pass
+            await self._results_ready.wait()
             self._results_ready.clear()
-            await self._flush()
+            if self._results:
+                results, self._results = self._results, []
+                try:
+                    await self._flush([(job, outcome) for job, outcome, _done in results])
+                except BaseException as exc:
+                    for _job, _outcome, done in results:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for _job, _outcome, done in results:
+                    if not done.done():
+                        done.set_result(None)
             if self._stopping and not self._results:
                 return
 
-    async def _flush(self) -> None:
-        if not self._results:
-            return
-        results, self._results = self._results, []
-        stamp = now_us()
+    async def _flush(self, results: list[tuple[Job, _Outcome]]) -> None:
+        stamp = self.clock()
         changes = []
         for job, outcome in results:
             changes.append({
                 "_id": job.delivery_id, "state": outcome.state, "provider_id": outcome.provider_id,
                 "segments": outcome.segments, "error": outcome.error,
-                "sent_at_us": stamp if outcome.state == "sent" else None, "updated_at_us": stamp,
+                "sent_at_us": stamp if outcome.state == DeliveryState.SENT else None, "updated_at_us": stamp,
             })
-            if outcome.state == "sent":
+            if outcome.state == DeliveryState.SENT:
                 self.summary.sent += 1
-            elif outcome.state == "failed":
+            elif outcome.state == DeliveryState.FAILED:
                 self.summary.failed += 1
             else:
                 self.summary.retry_later += 1
         self.metrics.record_deliveries(
-            self.tenant.code, self.channel, Counter(o.state for _job, o in results if o.state in ("sent", "failed"))
+            self.tenant.code, self.channel,
+            Counter(
+                str(outcome_of(o.state, job.purpose)) for job, o in results if o.state in (DeliveryState.SENT, DeliveryState.FAILED)
+            ),
         )
         async with self._write_lock, self.engine.begin() as conn:
-            await ledger.update_rows(conn, changes)
+            await self.claims.record(conn, changes)
             blocks = [
                 ledger.block_event(job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp)
                 for job, outcome in results

@@ -10,11 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.db import deliveries as ledger
 from engine.db.models import Contact, Delivery
+from engine.db.states import outcome_of
 from engine.send.launch import CampaignRecord
 from engine.timeutil import iso_z
 
 EXPORT_COLUMNS = (
     "external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at",
+    # Added after FORMATS.md's first columns: what happened, one word, the opt-in request its own.
+    "outcome",
 )
 _d = Delivery.__table__
 _c = Contact.__table__
@@ -25,8 +28,11 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
         counts = await ledger.counts_by_state(conn, record.tenant_id, record.id)
         row = (await conn.execute(select(_campaign_status(record.id)))).first()
     by_state: dict[str, int] = {}
-    for state, _decision, _reason, n in counts:
+    by_outcome: dict[str, int] = {}
+    for state, purpose, _decision, _reason, n in counts:
         by_state[state] = by_state.get(state, 0) + n
+        outcome = outcome_of(state, purpose)
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
     return {
         "campaign": record.code,
         "status": row[0] if row else record.status,
@@ -34,9 +40,11 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
         "kind": record.definition.model.kind,
         "total": sum(by_state.values()),
         "states": by_state,
+        # The same rows by what happened to them; the opt-in request is its own outcome.
+        "outcomes": by_outcome,
         "decisions": [
-            {"state": s, "decision": d, "reason": r, "count": n}
-            for s, d, r, n in sorted(counts, key=lambda item: (-item[3], item[0], item[2]))
+            {"state": str(s), "outcome": str(outcome_of(s, p)), "decision": d, "reason": r, "count": n}
+            for s, p, d, r, n in sorted(counts, key=lambda item: (-item[4], item[0], item[3]))
         ],
     }
 
@@ -55,7 +63,7 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
     last_id, written = 0, 0
     query = (
         select(_d.c.id, _c.c.external_id, _d.c.channel, _d.c.address, _d.c.decision, _d.c.reason, _d.c.defer_until_us,
-               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us)
+               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose)
         .join(_c, _c.c.id == _d.c.contact_id)
         .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id)
         .order_by(_d.c.id)
@@ -67,7 +75,8 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
         if not rows:
             return written
         writer.writerows(
-            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10])) for r in rows
+            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]), outcome_of(r[7], r[11]))
+            for r in rows
         )
         written += len(rows)
         last_id = rows[-1][0]

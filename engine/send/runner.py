@@ -1,45 +1,69 @@
-"""Wiring for `campaign send` / `resume`: launch, open transports, run, settle the status."""
+"""Wiring for `campaign send` / `resume`: launch, open transports, run, settle the status.
+
+Any number of runners may work on one campaign at once (a second `send`, a `resume` from
+cron, arq workers): the claims of engine/send/claims.py keep every message single, so
+there is no campaign-wide lock to wait for or to steal.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.definition import CampaignDefinition
-from engine.check import tenant_for
+from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
+from engine.db.states import CampaignStatus, DeliveryState, Outcome, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
+from engine.send.campaign_inputs import tenant_for
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
 from engine.send.launch import CampaignRecord, get_campaign, launch
-from engine.send.lease import campaign_lease
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
-from engine.timeutil import now_us
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
     record: CampaignRecord
     summary: RunSummary
-    status: str
-    counts: list[tuple[str, str, str, int]]
+    status: CampaignStatus
+    counts: list[tuple[DeliveryState, str, str, str, int]]  # state, purpose, decision, reason, n
+    # Rows another runner is sending right now (a second `send`, a worker): not ours to
+    # report as stuck.
+    held_elsewhere: int = 0
+
+    @property
+    def outcomes(self) -> Counter[Outcome]:
+        """Recipients per outcome: the parts always add up to `total`."""
+        totals: Counter[Outcome] = Counter()
+        for state, purpose, _decision, _reason, n in self.counts:
+            totals[outcome_of(state, purpose)] += n
+        return totals
+
+    @property
+    def total(self) -> int:
+        return sum(n for *_key, n in self.counts)
 
     @property
     def unfinished(self) -> int:
-        return sum(n for state, _d, _r, n in self.counts if state in ("pending", "sending"))
+        return sum(n for state, _p, _d, _r, n in self.counts if state in (DeliveryState.PENDING, DeliveryState.SENDING))
 
     @property
     def deferred(self) -> int:
-        return sum(n for state, _d, _r, n in self.counts if state == "deferred")
+        return sum(n for state, _p, _d, _r, n in self.counts if state == DeliveryState.DEFERRED)
 
 
-async def launch_campaign(engine: AsyncEngine, definition: CampaignDefinition) -> tuple[CampaignRecord, TenantRecord]:
+async def launch_campaign(
+    engine: AsyncEngine, definition: CampaignDefinition, clock: Clock = system_clock
+) -> tuple[CampaignRecord, TenantRecord]:
     tenant = await tenant_for(engine, definition)
     templates = validate_templates(definition)
     async with engine.begin() as conn:
-        record = await launch(conn, definition, tenant, templates)
+        record = await launch(conn, definition, tenant, templates, clock())
     if not record.created:
         # Continue what was launched, under the policy version it was launched with.
         async with engine.connect() as conn:
@@ -62,12 +86,15 @@ async def run_campaign(
     settings: Settings,
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
+    clock: Clock = system_clock,
+    lease_clock: Clock | None = None,
 ) -> SendResult:
-    async with campaign_lease(engine, record.id):
-        async with engine.begin() as conn:
-            await ledger.set_campaign_status(conn, record.id, "running", now_us())
-        summary = await run_range(engine, record, tenant, settings, options, observer)
-        return await settle(engine, record, tenant, summary)
+    """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
+    same) the real passing of time between runners (engine/send/claims.py)."""
+    async with engine.begin() as conn:
+        await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
+    summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
+    return await settle(engine, record, tenant, summary, clock, lease_clock)
 
 
 async def run_range(
@@ -78,29 +105,72 @@ async def run_range(
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
     id_range: tuple[int, int | None] = (0, None),
+    clock: Clock = system_clock,
+    lease_clock: Clock | None = None,
 ) -> RunSummary:
-    """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default."""
-    content = Content(record, tenant, settings)
+    """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default.
+
+    Returns when every row of the range is final, deferred, or left pending by a transport
+    error. Rows another runner holds are waited for: if that runner is alive it finishes
+    them; if it died or froze, its claims lapse within the claim ttl and the next pass here
+    takes them over (reconciling what may have gone out).
+    """
+    content = Content(record, tenant, settings, clock)
     # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
     callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
     channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
-    run = CampaignRun(engine, record, tenant, content, channel, options, observer, id_range)
+    summary = RunSummary()
     try:
-        summary = await run.run()
+        while True:
+            run = CampaignRun(engine, record, tenant, content, channel, options, clock, observer, id_range,
+                              lease_clock=lease_clock)
+            summary.add(await run.run())
+            if run.fatal is not None:
+                summary.fatal = str(run.fatal)
+            if summary.fatal or summary.lost_claims:
+                break
+            if not await _wait_for_others(engine, record, tenant, id_range, options, lease_clock or clock):
+                break
     finally:
         await closer()
-    summary.fatal = str(run.fatal) if run.fatal is not None else None
     return summary
 
 
-async def settle(engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary) -> SendResult:
+async def _wait_for_others(
+    engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, id_range: tuple[int, int | None],
+    options: SendOptions, clock: Clock,
+) -> bool:
+    """Wait while another runner holds rows of the range; True when some of them were left
+    unfinished (its claims lapsed), so another pass should take them over."""
+    held_any = False
+    while True:
+        async with engine.connect() as conn:
+            held_until = await ledger.held_in_range(conn, tenant.id, record.id, id_range, clock())
+            if held_until is None:
+                return held_any and await ledger.open_in_range(conn, tenant.id, record.id, id_range) > 0
+        held_any = True
+        await asyncio.sleep(min(options.claim_ttl_s / 6, max(0.05, (held_until - clock()) / 1e6 + 0.01)))
+
+
+async def settle(
+    engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary, clock: Clock = system_clock,
+    lease_clock: Clock | None = None,
+) -> SendResult:
     """Count the ledger and set the campaign's status from it."""
     async with engine.begin() as conn:
         counts = await ledger.counts_by_state(conn, tenant.id, record.id)
-        result = SendResult(record, summary, "", counts)
-        status = "incomplete" if result.unfinished else "waiting" if result.deferred else "finished"
-        await ledger.set_campaign_status(conn, record.id, status, now_us(), finished=status == "finished")
-    return SendResult(record, summary, status, counts)
+        held = await ledger.held_elsewhere(conn, tenant.id, record.id, None, (lease_clock or clock)())
+        result = SendResult(record, summary, CampaignStatus.RUNNING, counts, held)
+        if held:
+            status = CampaignStatus.RUNNING
+        elif result.unfinished:
+            status = CampaignStatus.INCOMPLETE
+        elif result.deferred:
+            status = CampaignStatus.WAITING
+        else:
+            status = CampaignStatus.FINISHED
+        await ledger.set_campaign_status(conn, record.id, status, clock(), finished=status == CampaignStatus.FINISHED)
+    return SendResult(record, summary, status, counts, held)
 
 
 async def open_channel(channel: str, settings: Settings, concurrency: int, status_callback: str | None = None):  # noqa: ANN201

@@ -8,13 +8,14 @@ failures. A fake for tests must implement these, not patch the real ones.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 
 class EmailTransport(ABC):
     """Hands pre-rendered RFC 5322 messages to a relay."""
 
     @abstractmethod
-    async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> str:
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None) -> str:
         """Send `data` (headers and body, CRLF or LF line endings) to `recipients`.
 
         Returns the relay's acceptance text (its queue id, when it gives one).

@@ -30,6 +30,10 @@ from engine.errors import ConsentryError
 BLOCK_CAUSES = frozenset({"hard_bounce", "carrier_unsubscribed", "invalid_number", "not_mobile"})
 
 
+class DispatchCancelled(ConsentryError):
+    """The caller's guard withdrew the message before it was handed over: nothing was sent."""
+
+
 class TransportError(ConsentryError):
     """A message could not be handed to the relay or the SMS provider."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -36,6 +37,7 @@ import aiosmtplib
 
 from engine.transports.base import EmailTransport
 from engine.transports.errors import (
+    DispatchCancelled,
     PermanentError,
     SenderRejected,
     TransientError,
@@ -132,8 +134,14 @@ class SmtpPool(EmailTransport):
         self._quitting: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.connections_opened = 0
 
-    async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> str:
-        """Send one message; returns the relay's acceptance text (e.g. `2.0.0 Ok: queued as X`)."""
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None) -> str:
+        """Send one message; returns the relay's acceptance text (e.g. `2.0.0 Ok: queued as X`).
+
+        `guard`, when given, is asked after the relay accepted the envelope and right before
+        DATA, the moment the message becomes the relay's: False aborts the transaction (RSET)
+        and raises DispatchCancelled, nothing delivered. A runner that was frozen mid-
+        transaction and lost its claim meanwhile stops here instead of sending a duplicate.
+        """
         if self._closed:
             raise RuntimeError("SmtpPool is closed")
         if not recipients:
@@ -146,9 +154,10 @@ class SmtpPool(EmailTransport):
         async with self._slots:
             session = await self._checkout()
             try:
-                _refused, reply = await session.client.sendmail(
-                    sender, recipients, data, mail_options=options, timeout=self.timeout,
-                )
+                reply = await self._transaction(session.client, sender, recipients, data, options, guard)
+            except DispatchCancelled:
+                self._checkin(session)
+                raise
             except BaseException as exc:
                 error = classify(exc)
                 if error is None or _breaks_session(exc):
@@ -161,6 +170,30 @@ class SmtpPool(EmailTransport):
             session.sent += 1
             self._checkin(session)
             return reply
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], data: bytes, options: list[str],
+        guard: Callable[[], bool] | None,
+    ) -> str:
+        """MAIL, RCPT for each recipient, the guard, DATA. Some refused recipients are fine;
+        all refused raises SMTPRecipientsRefused, as aiosmtplib's sendmail does."""
+        await client.mail(sender, options=options, timeout=self.timeout)
+        refused: list[aiosmtplib.SMTPRecipientRefused] = []
+        try:
+            for recipient in recipients:
+                try:
+                    await client.rcpt(recipient, timeout=self.timeout)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused.append(exc)
+            if len(refused) == len(recipients):
+                raise aiosmtplib.SMTPRecipientsRefused(refused)
+            if guard is not None and not guard():
+                raise DispatchCancelled("the runner lost its claim before DATA; nothing was sent")
+        except (aiosmtplib.SMTPRecipientsRefused, DispatchCancelled):
+            await client.rset(timeout=self.timeout)
+            raise
+        response = await client.data(data, timeout=self.timeout)
+        return response.message
 
     async def close(self) -> None:
         """QUIT every idle session (politely, bounded by `timeout`)."""

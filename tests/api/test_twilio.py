@@ -9,9 +9,9 @@ from sqlalchemy import insert, select
 from twilio.request_validator import RequestValidator
 
 from campaigns.definition import parse_campaign
+from engine.clock import system_clock as now_us
 from engine.db.models import Delivery
 from engine.send.launch import launch
-from engine.timeutil import now_us
 from tests.api.conftest import AUTH_TOKEN, PUBLIC_URL, Api, inbound_sms
 
 INBOUND = "/webhooks/twilio/acme-motors/inbound"

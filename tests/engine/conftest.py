@@ -14,5 +14,7 @@ def capture(tmp_path, monkeypatch):
     # Transient failures retry fast in tests; the policy is the same, only quicker.
     monkeypatch.setenv("CONSENTRY_RETRY_ATTEMPTS", "3")
     monkeypatch.setenv("CONSENTRY_RETRY_BASE_S", "0.01")
+    # A killed runner's claims lapse in 3 s instead of 30: the same mechanism, sooner.
+    monkeypatch.setenv("CONSENTRY_CLAIM_TTL_S", "3")
     yield servers
     servers.close()

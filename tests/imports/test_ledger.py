@@ -67,5 +67,5 @@ def test_events_are_checked_before_anything_is_written(workspace):
     ]
     for event in bad:
         with pytest.raises(ValueError):
-            run(workspace.url, lambda conn, event=event: record_events(conn, tenant_id, [event]))
+            run(workspace.url, lambda conn, event=event: record_events(conn, tenant_id, [event], recorded_at_us=1))
     assert workspace.query("SELECT count(*) FROM consent_events") == [(0,)]

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from engine.capture import SmsCaptureServer, SmtpCaptureServer
 from engine.capture.twilio_api import count_segments
-from engine.timeutil import now_us
+from engine.clock import system_clock as now_us
 from engine.transports import (
     PermanentError,
     SmtpPool,

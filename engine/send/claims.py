@@ -1,0 +1,244 @@
+"""Claims: a delivery is handed to a transport only by the runner that claimed it.
+
+Exactly once does not rest on a lease being respected: a paused process (SIGSTOP, a VM or
+container pause, a starved host) wakes up believing what it believed before. So:
+
+- every runner draws a **fencing token** from its campaign (`campaigns.claim_seq`, one
+  larger per runner) when it starts;
+- a row goes `pending → sending` only by a conditional UPDATE that carries the token and a
+  claim expiry (`claim_until_us`). The database lets exactly one runner win it. A row in
+  `sending` whose claim has lapsed is *in doubt* (its runner died or froze mid-call) and
+  may be reclaimed by another runner, which reconciles it (SMS) or resends it with its
+  original Message-ID (email);
+- the runner renews its claims every `ttl / 6`, and dispatches only while its own view of
+  them has at least `ttl / 3` left (`may_dispatch`). A runner that was frozen past that, or
+  whose renewals fail (database gone), stops before its next transport call; the SMTP
+  transport checks again after RCPT, just before DATA, so a pause in the middle of a mail
+  transaction aborts it instead of completing it;
+- results are written back only where the row still carries our token, so a late writer
+  never overwrites the runner that took over.
+
+The frequency cap is taken in the same statement as the claim (`_under_cap`): the count of
+the contact's bulk deliveries on the channel that are `sending`, or `sent` inside the
+window, must leave room. On PostgreSQL the contacts of the chunk are locked first (FOR NO
+KEY UPDATE, in id order, so concurrent claimers cannot deadlock), so two campaigns cannot
+both see room for the last message; SQLite runs one writer at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
+
+from engine.clock import Clock
+from engine.db.batches import Cap
+from engine.db.models import Campaign, Contact, Delivery
+from engine.db.states import DeliveryState, Kind, Purpose
+
+log = logging.getLogger(__name__)
+
+_d = Delivery.__table__
+_other = aliased(Delivery.__table__, name="other_delivery")
+_campaigns = Campaign.__table__
+_contacts = Contact.__table__
+US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row this runner now holds: its id, how many claims it has had (this one included)
+    and when the first was taken (the earliest an earlier attempt can have begun)."""
+
+    delivery_id: int
+    attempts: int
+    first_claimed_at_us: int
+
+
+async def draw_token(conn: AsyncConnection, campaign_id: int) -> int:
+    """The next fencing token of a campaign: larger than every token handed out before."""
+    result = await conn.execute(
+        update(_campaigns)
+        .where(_campaigns.c.id == campaign_id)
+        .values(claim_seq=_campaigns.c.claim_seq + 1)
+        .returning(_campaigns.c.claim_seq)
+    )
+    return int(result.scalar_one())
+
+
+def _under_cap(cap: Cap, now_us: int):  # noqa: ANN202
+    """The row's contact has room under the cap, not counting the row itself."""
+    taken = (
+        select(func.count())
+        .select_from(_other)
+        .where(
+            _other.c.tenant_id == _d.c.tenant_id,
+            _other.c.contact_id == _d.c.contact_id,
+            _other.c.channel == _d.c.channel,
+            _other.c.kind == Kind.BULK,
+            _other.c.id != _d.c.id,
+            or_(
+                _other.c.state == DeliveryState.SENDING,
+                and_(_other.c.state == DeliveryState.SENT, _other.c.sent_at_us > now_us - cap.window_us),
+            ),
+        )
+        .scalar_subquery()
+    )
+    # The opt-in request is the one text rule 4 allows: the cap does not hold it back.
+    return or_(_d.c.purpose != Purpose.CAMPAIGN, taken < cap.max)
+
+
+class Claimant:
+    """One runner's claims on one campaign's deliveries."""
+
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, campaign_id: int, ttl_s: float, cap: Cap | None = None,
+        lease_clock: Clock | None = None,
+    ) -> None:
+        """`clock` is the run's gating clock (the cap window, row stamps); `lease_clock`
+        measures the time that passes between runners (claim expiry): the same clock,
+        except for a send `--at` a later instant, whose claims must lapse in real time for
+        a `resume` that runs at now."""
+        if ttl_s <= 0:
+            raise ValueError("claim ttl must be positive")
+        self.engine = engine
+        self.gating_clock = clock
+        self.clock = lease_clock or clock
+        self.campaign_id = campaign_id
+        self.ttl_us = int(ttl_s * US)
+        self.renew_every_s = ttl_s / 6
+        self.margin_us = self.ttl_us // 3
+        self.cap = cap
+        self.token = 0
+        self.valid_until_us = 0
+        self.lost = False
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Draw this runner's fencing token and start renewing; returns the token."""
+        started = self.clock()
+        async with self.engine.begin() as conn:
+            self.token = await draw_token(conn, self.campaign_id)
+        self.valid_until_us = started + self.ttl_us
+        self._renewer = asyncio.create_task(self._renew_forever())
+        return self.token
+
+    async def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+
+    def may_dispatch(self) -> bool:
+        """May a transport be called for a row we hold? False for good once we lost them."""
+        if self.lost:
+            return False
+        if self.clock() >= self.valid_until_us - self.margin_us:
+            self.lost = True
+            log.warning("campaign %s: runner %s lost its claims (paused, or no database for too long)",
+                        self.campaign_id, self.token)
+        return not self.lost
+
+    async def claim(self, conn: AsyncConnection, rows: Sequence[tuple[int, int]], bulk: bool) -> list[Claimed]:
+        """Claim these (delivery id, contact id) rows; returns those that are now ours.
+
+        A row is claimable when it is pending, or sending under a lapsed claim (in doubt).
+        Capped rows that are still pending are suppressed `frequency_capped` in the same
+        transaction, so nothing is left hanging. Runs in the caller's transaction.
+        """
+        if not rows or self.lost:
+            return []
+        now = self.clock()
+        stamp = self.gating_clock()
+        ids = [delivery_id for delivery_id, _contact in rows]
+        capped = self.cap is not None and bulk
+        if capped and conn.dialect.name == "postgresql":
+            contact_ids = sorted({contact_id for _delivery, contact_id in rows})
+            await conn.execute(
+                select(_contacts.c.id).where(_contacts.c.id.in_(contact_ids)).order_by(_contacts.c.id).with_for_update(key_share=True)
+            )
+        claimable = and_(
+            _d.c.id.in_(ids),
+            or_(
+                _d.c.state == DeliveryState.PENDING,
+                and_(_d.c.state == DeliveryState.SENDING, or_(_d.c.claim_until_us.is_(None), _d.c.claim_until_us < now)),
+            ),
+        )
+        if capped:
+            claimable = and_(claimable, _under_cap(self.cap, stamp))
+        result = await conn.execute(
+            update(_d)
+            .where(claimable)
+            .values(
+                state=DeliveryState.SENDING, claim_token=self.token, claim_until_us=now + self.ttl_us,
+                attempts=_d.c.attempts + 1, updated_at_us=stamp,
+                first_claimed_at_us=func.coalesce(_d.c.first_claimed_at_us, now),
+            )
+            .returning(_d.c.id, _d.c.attempts, _d.c.first_claimed_at_us)
+        )
+        claimed = [Claimed(row[0], row[1], row[2]) for row in result]
+        if capped and len(claimed) < len(ids):
+            won = {c.delivery_id for c in claimed}
+            await conn.execute(
+                update(_d)
+                .where(_d.c.id.in_([i for i in ids if i not in won]), _d.c.state == DeliveryState.PENDING,
+                       _d.c.purpose == Purpose.CAMPAIGN)
+                .values(state=DeliveryState.SUPPRESSED, decision="suppress", reason="frequency_capped", updated_at_us=stamp)
+            )
+        return claimed
+
+    async def record(self, conn: AsyncConnection, changes: list[dict]) -> None:
+        """Write results (dicts with `_id` and the same keys) where the row is still ours."""
+        if not changes:
+            return
+        keys = [key for key in changes[0] if key != "_id"]
+        statement = (
+            update(_d)
+            .where(_d.c.id == bindparam("_id"), _d.c.claim_token == self.token, _d.c.state == DeliveryState.SENDING)
+            .values({**{key: bindparam(key) for key in keys}, "claim_until_us": None})
+        )
+        await conn.execute(statement, changes)
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Hand rows we claimed but never dispatched back to `pending` (best effort: if the
+        database is gone, they lapse into doubt and are reclaimed after the ttl)."""
+        if not ids:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(_d)
+                    .where(_d.c.id.in_(list(ids)), _d.c.claim_token == self.token, _d.c.state == DeliveryState.SENDING)
+                    .values(state=DeliveryState.PENDING, claim_until_us=None, attempts=_d.c.attempts - 1)
+                )
+        except Exception:  # noqa: BLE001 - releasing is an optimisation; the ttl is the guarantee
+            log.warning("campaign %s: could not release %d claims; they lapse in %.0f s",
+                        self.campaign_id, len(ids), self.ttl_us / US, exc_info=True)
+
+    async def _renew_forever(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self.renew_every_s)
+            if not self.may_dispatch():
+                return
+            # Read the clock before the statement: the claims we extend are good until at
+            # least this, whenever the statement lands.
+            started = self.clock()
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(_d)
+                        .where(_d.c.campaign_id == self.campaign_id, _d.c.state == DeliveryState.SENDING,
+                               _d.c.claim_token == self.token)
+                        .values(claim_until_us=started + self.ttl_us)
+                    )
+            except Exception:  # noqa: BLE001 - a failed renewal shortens our view; may_dispatch decides
+                log.warning("campaign %s: claim renewal failed", self.campaign_id, exc_info=True)
+                continue
+            self.valid_until_us = max(self.valid_until_us, started + self.ttl_us)
