@@ -26,9 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-AT = "2026-11-24T18:00:00Z"
+# The data is dated relative to NOW; the check gates tomorrow at 18:00 UTC (10 a.m. on the
+# west coast): after every record the imports stamp, and at the same hour on any day.
+NOW = datetime.now(UTC)
+AT = (NOW + timedelta(days=1)).strftime("%Y-%m-%dT18:00:00Z")
 
 
 def _measure(args: list[str], env: dict[str, str]) -> dict:
@@ -87,7 +91,7 @@ async def read_floor(url: str, tenant: str) -> dict:
 def prepare(directory: Path, contacts: int, url: str, env: dict[str, str]) -> Path:
     from engine.sample_data import write_dealership
 
-    data = write_dealership(directory, contacts=contacts, seed=42)
+    data = write_dealership(directory, contacts=contacts, seed=42, now=NOW)
     cli = [sys.executable, "-m", "engine"]
     for args in (
         ["db", "init"],

@@ -251,10 +251,10 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
     options = _send_options(settings, batch_size, concurrency)
 
     async def _send():
-        from engine.db.session import make_engine
+        from engine.db.session import sending_engine
         from engine.send.runner import launch_campaign, run_campaign
 
-        engine = make_engine(settings.database_url)
+        engine = sending_engine(settings.database_url, settings.claim_ttl_s)
         try:
             record, tenant = await launch_campaign(engine, definition, clock)
             if backend == "arq":
@@ -281,10 +281,10 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
     options = _send_options(settings, batch_size, concurrency)
 
     async def _resume():
-        from engine.db.session import make_engine
+        from engine.db.session import sending_engine
         from engine.send.runner import resume_target, run_campaign
 
-        engine = make_engine(settings.database_url)
+        engine = sending_engine(settings.database_url, settings.claim_ttl_s)
         try:
             record, tenant_record = await resume_target(engine, tenant, code)
             return await run_campaign(engine, record, tenant_record, settings, options, clock=ctx.clock)

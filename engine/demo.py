@@ -92,11 +92,12 @@ async def _revocations(workdir: Path, store: Path, data, env: dict[str, str], ap
         await _run("export the SMS campaign to find a texted lead", "campaign", "export", "live-lead-followup",
                    "--tenant", data.tenant, "--out", str(workdir / "sms-deliveries.csv"), env=env)
         lead = _first(workdir / "sms-deliveries.csv", state="sent", decision="send")
-        if lead is None:  # every lead is inside their quiet hours: a deferred one says Stop before it goes
+        if lead is None:  # every lead is inside their quiet hours: a deferred one says Stop before it is texted
             lead = _first(workdir / "sms-deliveries.csv", decision="defer")
             if lead is None:
                 raise SystemExit("demo: the SMS campaign neither texted nor deferred any lead")
-            print(f"\n   No lead was texted (it is night for every one of them); {lead['address']} was deferred to {lead['defer_until']}.")
+            print(f"\n   No lead got the campaign text: it is inside quiet hours for every one of them."
+                  f" {lead['address']} was deferred to {lead['defer_until']}.")
         print(f"\n\033[1m$ (handset {lead['address']} texts \"Stop\" to +15550001111)\033[0m   # via Twilio's signed inbound webhook", flush=True)
         inbound = {"From": lead["address"], "To": "+15550001111", "Body": "Stop", "Url": f"{api}/webhooks/twilio/{data.tenant}/inbound"}
         async with http.post(f"http://127.0.0.1:{sms_port}/_capture/inbound", json=inbound) as response:

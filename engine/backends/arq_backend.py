@@ -35,7 +35,7 @@ from arq.worker import func
 from engine.clock import Clock, offset_clock, system_clock
 from engine.config import Settings
 from engine.db.batches import iter_bounds
-from engine.db.session import make_engine
+from engine.db.session import sending_engine
 from engine.db.tenants import TenantRecord
 from engine.send.launch import CampaignRecord
 from engine.send.pipeline import RunSummary, SendOptions
@@ -56,7 +56,7 @@ async def run_on_arq(
 ) -> SendResult:
     """Enqueue every batch of the campaign, wait until workers finished them, settle."""
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=QUEUE)
-    engine = make_engine(settings.database_url)
+    engine = sending_engine(settings.database_url, settings.claim_ttl_s)
     try:
         jobs: list[Job] = []
         async for after_id, upto_id in iter_bounds(engine, tenant.id, record.definition.model.audience, options.batch_size):
@@ -115,13 +115,13 @@ async def send_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     """The job: one batch of one campaign, gated just before it is sent."""
     settings: Settings = ctx["settings"]
     engine = ctx["engine"]
-    record, tenant = await resume_target(engine, payload["tenant"], payload["campaign"])
     options = SendOptions(**payload["options"])
     offset = payload.get("clock_offset_us", 0)
     clock = offset_clock(offset) if offset else system_clock
     id_range = (payload["after_id"], payload["upto_id"])
     heartbeat = asyncio.create_task(_keep_in_progress(ctx["redis"], ctx["job_id"], options.claim_ttl_s))
     try:
+        record, tenant = await resume_target(engine, payload["tenant"], payload["campaign"])
         # run_range waits out rows of the range that another runner holds (see its doc).
         summary = await run_range(
             engine, record, tenant, settings, options, id_range=id_range, clock=clock, lease_clock=system_clock
@@ -150,7 +150,7 @@ async def _keep_in_progress(redis: ArqRedis, identifier: str, ttl_s: float) -> N
 async def _startup(ctx: dict[str, Any]) -> None:
     settings = ctx.get("settings") or Settings.from_environ()
     ctx["settings"] = settings
-    ctx["engine"] = make_engine(settings.database_url)
+    ctx["engine"] = sending_engine(settings.database_url, settings.claim_ttl_s)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:

@@ -99,8 +99,12 @@ async def mark_sending(conn: AsyncConnection, ids: Sequence[int], stamp: int) ->
         )
 
 
-async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, addresses: Iterable[str], purpose: str | None = None, states: Sequence[str] = (DeliveryState.SENT,)) -> set[str]:
-    """Which of these addresses ever had a delivery in `states` (optionally of a purpose)."""
+async def addresses_with(
+    conn: AsyncConnection, tenant_id: int, channel: str, addresses: Iterable[str], purpose: str | None = None,
+    states: Sequence[str] = (DeliveryState.SENT,), exclude_ids: Sequence[int] = (),
+) -> set[str]:
+    """Which of these addresses ever had a delivery in `states` (optionally of a purpose),
+    not counting the rows `exclude_ids` (those being decided again)."""
     wanted = list({a for a in addresses if a})
     if not wanted:
         return set()
@@ -109,6 +113,8 @@ async def addresses_with(conn: AsyncConnection, tenant_id: int, channel: str, ad
     )
     if purpose is not None:
         query = query.where(_d.c.purpose == purpose)
+    if exclude_ids:
+        query = query.where(_d.c.id.not_in(list(exclude_ids)))
     return {row[0] for row in await conn.execute(query)}
 
 

@@ -12,7 +12,14 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, idle_in_transaction_s: float | None = None) -> AsyncEngine:
+    """An engine for `url`.
+
+    `idle_in_transaction_s` (PostgreSQL): the server ends a session that sits inside a
+    transaction doing nothing for longer. Senders set it: a runner frozen mid-transaction
+    (SIGSTOP, a VM pause) would otherwise hold its row locks for as long as it is frozen,
+    and the runner taking over its lapsed claims would wait on them.
+    """
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -30,7 +37,16 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=5, max_overflow=5)
+    connect_args = {}
+    if idle_in_transaction_s is not None:
+        connect_args["server_settings"] = {"idle_in_transaction_session_timeout": str(int(idle_in_transaction_s * 1000))}
+    return create_async_engine(url, pool_size=5, max_overflow=5, connect_args=connect_args)
+
+
+def sending_engine(url: str, claim_ttl_s: float) -> AsyncEngine:
+    """The engine of a runner: a frozen one's transaction is ended well before its claims
+    lapse (a third of the claim ttl, at least a second)."""
+    return make_engine(url, idle_in_transaction_s=max(1.0, claim_ttl_s / 3))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

@@ -157,7 +157,7 @@ class Claimant:
             return []
         now = self.clock()
         stamp = self.gating_clock()
-        ids = [delivery_id for delivery_id, _contact in rows]
+        ids = sorted(delivery_id for delivery_id, _contact in rows)
         capped = self.cap is not None and bulk
         if capped and conn.dialect.name == "postgresql":
             contact_ids = sorted({contact_id for _delivery, contact_id in rows})

@@ -126,10 +126,9 @@ class SmsChannel:
         self.status_callback = status_callback
 
     async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
-        """Send one text. The request is a single write, so the pipeline's check before this
-        call is the last moment to stop; `guard` is accepted for symmetry."""
+        """Send one text; `guard` is asked right before the request goes (TwilioSms.send)."""
         body = content.sms_body(job)
-        sid, segments = await self.client.send(job.address, content.sender_phone, body.text, self.status_callback)
+        sid, segments = await self.client.send(job.address, content.sender_phone, body.text, self.status_callback, guard=guard)
         return sid, segments or body.segments
 
     async def reconcile(self, content: Content, job: Job) -> str | None:

@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.definition import CampaignDefinition, parse_campaign
@@ -40,9 +41,10 @@ async def launch(
     existing = await find_campaign(conn, tenant.id, definition.code)
     if existing is not None:
         return existing
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     campaign_id = (
         await conn.execute(
-            insert(_c)
+            dialect.insert(_c)
             .values(
                 tenant_id=tenant.id, code=definition.code, kind=definition.model.kind, channel=definition.channel,
                 class_code=definition.class_code, party=definition.model.party,
@@ -50,9 +52,15 @@ async def launch(
                 templates_json=json.dumps(templates, sort_keys=True), policy_version=tenant.policy_version,
                 status=CampaignStatus.RUNNING, created_at_us=stamp, updated_at_us=stamp,
             )
+            # Two runners launching one new campaign at once: the second continues the first's.
+            .on_conflict_do_nothing(index_elements=["tenant_id", "code"])
             .returning(_c.c.id)
         )
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if campaign_id is None:
+        raced = await find_campaign(conn, tenant.id, definition.code)
+        assert raced is not None  # the conflicting row is committed: that is why we lost
+        return raced
     return CampaignRecord(campaign_id, tenant.id, definition.code, definition, templates, tenant.policy_version, CampaignStatus.RUNNING, True)
 
 

@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.clock import Clock
 from engine.db import deliveries as ledger
 from engine.db.batches import Batch, iter_batches
 from engine.db.models import Contact
+from engine.db.retry import in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose, outcome_of
 from engine.db.tenants import TenantRecord
 from engine.imports.ledger import record_events
@@ -203,8 +204,10 @@ class CampaignRun:
                 if self._should_stop():
                     return
                 chunk = candidates[start : start + CLAIM_CHUNK]
-                async with self._write_lock, self.engine.begin() as conn:
-                    claimed = await self.claims.claim(conn, [(job.delivery_id, job.contact_id) for job in chunk], self._bulk)
+                rows = [(job.delivery_id, job.contact_id) for job in chunk]
+                claimed = await in_transaction(
+                    self.engine, lambda conn, rows=rows: self.claims.claim(conn, rows, self._bulk), lock=self._write_lock
+                )
                 ours = {c.delivery_id: c for c in claimed}
                 jobs = [job for job in chunk if job.delivery_id in ours]
                 for job in jobs:
@@ -248,9 +251,11 @@ class CampaignRun:
                     conn, self.tenant.id, "sms", addresses, states=(DeliveryState.SENDING,)
                 )
                 if self._opt_in:
+                    # A pending opt-in request being gated again is not one "already sent".
+                    regated = [existing[row[0]].id for row in todo if row[0] in existing]
                     opt_in_sent = await ledger.addresses_with(
                         conn, self.tenant.id, "sms", addresses, purpose=Purpose.OPT_IN_REQUEST,
-                        states=(DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.PENDING),
+                        states=(DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.PENDING), exclude_ids=regated,
                     )
         for row, known in in_doubt:
             # Rebuilt exactly as first sent, so reconciliation matches the same text.
@@ -298,9 +303,12 @@ class CampaignRun:
                 updates.append({"_id": known.id, **values})
             if state == DeliveryState.PENDING:
                 sendable.append((row, purpose, known.id if known else None))
-        async with self._write_lock, self.engine.begin() as conn:
+        async def record(conn: AsyncConnection) -> dict[int, int]:
             inserted = await ledger.insert_new(conn, inserts)
             await ledger.update_open_rows(conn, updates)
+            return inserted
+
+        inserted = await in_transaction(self.engine, record, lock=self._write_lock)
         self.observer("decided", len(todo))
         for row, purpose, delivery_id in sendable:
             delivery_id = delivery_id or inserted.get(row[0])
@@ -428,13 +436,18 @@ class CampaignRun:
                 str(outcome_of(o.state, job.purpose)) for job, o in results if o.state in (DeliveryState.SENT, DeliveryState.FAILED)
             ),
         )
-        async with self._write_lock, self.engine.begin() as conn:
+        # In id order: concurrent writers of overlapping rows then lock them in one order.
+        changes.sort(key=lambda change: change["_id"])
+        blocks = [
+            ledger.block_event(job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp)
+            for job, outcome in results
+            if outcome.block_cause
+        ]
+
+        async def record(conn: AsyncConnection) -> None:
             await self.claims.record(conn, changes)
-            blocks = [
-                ledger.block_event(job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp)
-                for job, outcome in results
-                if outcome.block_cause
-            ]
             if blocks:
                 await record_events(conn, self.tenant.id, blocks, recorded_at_us=stamp)
+
+        await in_transaction(self.engine, record, lock=self._write_lock)
         self.observer("delivered", len(results))

@@ -31,8 +31,8 @@ class SmsTransport(ABC):
     """Hands text messages to an SMS provider."""
 
     @abstractmethod
-    async def send(self, to: str, from_: str, body: str,
-                   status_callback: str | None = None) -> tuple[str, int | None]:
+    async def send(self, to: str, from_: str, body: str, status_callback: str | None = None,
+                   guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
         """Send one text; returns (provider message id, billed segments or None).
 
         Raises TransientError or PermanentError.

@@ -24,6 +24,7 @@ How failures become errors (engine/transports/errors.py):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -33,6 +34,7 @@ from twilio.rest import Client
 
 from engine.transports.base import SmsTransport
 from engine.transports.errors import (
+    DispatchCancelled,
     PermanentError,
     SenderRejected,
     TransientError,
@@ -41,6 +43,7 @@ from engine.transports.errors import (
     TransportError,
     TransportTimeoutError,
 )
+from engine.transports.guarded_http import GuardedConnector
 
 DEFAULT_TIMEOUT_S = 30.0
 # Twilio dates have whole seconds, and two clocks are involved: a message created up to
@@ -68,6 +71,9 @@ class TwilioSms(SmsTransport):
         self.concurrency = concurrency
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
+        # The sender's guard (send's `guard`), asked again by every write to the socket
+        # (engine/transports/guarded_http.py).
+        self._guard: Callable[[], bool] | None = None
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
 
@@ -77,7 +83,8 @@ class TwilioSms(SmsTransport):
         if self._client is None:
             # aiohttp binds its session to the loop it is created in: never at import time.
             asyncio.get_running_loop()
-            self._http = AsyncTwilioHttpClient()
+            self._http = AsyncTwilioHttpClient(pool_connections=False)
+            self._http.session = aiohttp.ClientSession(connector=GuardedConnector(lambda: self._guard))
             client = Client(
                 self.account_sid, self.auth_token, http_client=self._http,
                 # An explicit environment, so TWILIO_EDGE / TWILIO_REGION cannot rewrite the
@@ -88,16 +95,26 @@ class TwilioSms(SmsTransport):
             self._client = client
         return self._client
 
-    async def send(self, to: str, from_: str, body: str,
-                   status_callback: str | None = None) -> tuple[str, int | None]:
-        """Create the Message; returns (its SID, the segments Twilio bills)."""
+    async def send(self, to: str, from_: str, body: str, status_callback: str | None = None,
+                   guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
+        """Create the Message; returns (its SID, the segments Twilio bills).
+
+        `guard`, when given, is asked once a connection slot is ours, right before the
+        request goes: False raises DispatchCancelled and nothing is sent. Waiting for a slot
+        can take long; a runner frozen meanwhile may have lost its claim.
+        """
         async with self._slots:
+            if guard is not None and not guard():
+                raise DispatchCancelled("the runner lost its claim before the request; nothing was sent")
+            self._guard = guard
             try:
                 async with asyncio.timeout(self.timeout):
                     message = await self.client.messages.create_async(
                         to=to, from_=from_, body=body,
                         **({"status_callback": status_callback} if status_callback else {}),
                     )
+            except DispatchCancelled:
+                raise
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise classify(exc) from exc
         segments = message.num_segments

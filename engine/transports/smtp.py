@@ -177,12 +177,27 @@ class SmtpPool(EmailTransport):
     ) -> str:
         """MAIL, RCPT for each recipient, the guard, DATA. Some refused recipients are fine;
         all refused raises SMTPRecipientsRefused, as aiosmtplib's sendmail does."""
-        await client.mail(sender, options=options, timeout=self.timeout)
+        utf8 = "SMTPUTF8" in options
+        encoding = "utf-8" if utf8 else "ascii"
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo(timeout=self.timeout)
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo(timeout=self.timeout)
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        if client.supports_extension("size"):
+            # RFC 1870: octets as transmitted, every line ending a CRLF.
+            size = len(data) + data.count(b"\n") - data.count(b"\r\n")
+            options = [f"size={size}", *options]
+        await client.mail(sender, options=options, encoding=encoding, timeout=self.timeout)
         refused: list[aiosmtplib.SMTPRecipientRefused] = []
         try:
             for recipient in recipients:
                 try:
-                    await client.rcpt(recipient, timeout=self.timeout)
+                    await client.rcpt(recipient, encoding=encoding, timeout=self.timeout)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     refused.append(exc)
             if len(refused) == len(recipients):

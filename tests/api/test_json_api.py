@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import update
 
 from campaigns.definition import parse_campaign
+from engine.clock import system_clock
 from engine.db.models import ApiKey
 from engine.send.launch import launch
 from tests.api.conftest import ACME, Api
@@ -175,7 +176,7 @@ async def test_campaign_status_is_per_tenant(api: Api) -> None:
     bravo = api.tenants["bravo-cars"]
     definition = parse_campaign({**CAMPAIGN, "tenant": bravo.code})
     async with api.engine.begin() as conn:
-        await launch(conn, definition, bravo, {})
+        await launch(conn, definition, bravo, {}, system_clock())
     path = api.url("/api/v1/campaigns/spring-offer/status")
     async with api.session.get(path, headers=api.auth("acme-motors", "marketer")) as response:
         assert response.status == 404

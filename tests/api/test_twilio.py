@@ -143,7 +143,7 @@ async def _sms_delivery(api: Api, external_id: str, sid: str) -> int:
     contact_id = await api.contact_id(tenant.code, external_id)
     stamp = now_us()
     async with api.engine.begin() as conn:
-        record = await launch(conn, definition, tenant, {})
+        record = await launch(conn, definition, tenant, {}, stamp)
         return (
             await conn.execute(
                 insert(Delivery).values(

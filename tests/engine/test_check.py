@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 
 import pytest
 
 from tests.cli import consentry, ok
-from tests.engine.scenario import AT, build
+from tests.engine.scenario import AT, AT_INSTANT, BEFORE_REVOCATIONS, REVOKED, build, iso, local
 
 EXPECTED_EMAIL = {
     "E1": ("send", ""),
@@ -56,8 +57,8 @@ def test_every_reason_code_is_reached_from_csv_imports(dealership, tmp_path):
     rows = decisions(out)
     assert {r["external_id"]: (r["decision"], r["reason"]) for r in rows} == EXPECTED_SMS
     deferred = next(r for r in rows if r["external_id"] == "S5")
-    # Quiet hours end at 08:00 Tokyo = 23:00 UTC.
-    assert deferred["defer_until"] == "2026-11-24T23:00:00Z"
+    # Quiet hours end at 08:00 Tokyo = 23:00 UTC, five hours after AT (18:00 UTC).
+    assert deferred["defer_until"] == iso(AT_INSTANT + timedelta(hours=5))
     assert next(r for r in rows if r["external_id"] == "S1")["address"] == "+12135550201"
 
 
@@ -82,8 +83,8 @@ def test_check_records_nothing_and_can_repeat(dealership, tmp_path):
 def test_at_sees_the_ledger_as_of_that_instant(dealership, tmp_path):
     files, db = dealership
     out = tmp_path / "before.csv"
-    # Before E4's block (2026-06-01) and E8's revoke, both were reachable.
-    ok("campaign", "check", files["email"], "--at", "2026-05-01T00:00:00Z", "--out", out, "--db", db)
+    # A month before E4's block and E8's revoke (~6 months before AT), both were reachable.
+    ok("campaign", "check", files["email"], "--at", iso(AT_INSTANT - BEFORE_REVOCATIONS), "--out", out, "--db", db)
     got = {r["external_id"]: (r["decision"], r["reason"]) for r in decisions(out)}
     assert got["E4"] == ("send", "") and got["E8"] == ("send", "")
 
@@ -118,7 +119,7 @@ def test_tenants_never_see_each_other(tmp_path, db_url):
     # Bravo's STOP for E1 must not touch Acme's E1.
     (tmp_path / "stop.csv").write_text(
         "external_id,action,channel,class,party,address,method,occurred_at,actor,basis,note\n"
-        "E1,block,email,,,,email_link,2026-06-01T10:00:00-07:00,customer,,\n"
+        f"E1,block,email,,,,email_link,{local(AT_INSTANT - REVOKED)},customer,,\n"
     )
     ok("consent", "import", tmp_path / "stop.csv", "--tenant", "bravo-autos", "--db", db_url)
     ok("campaign", "check", files_b["email"], "--at", AT, "--out", tmp_path / "b.csv", "--db", db_url)
@@ -146,14 +147,14 @@ def test_explain_lists_every_rule_and_the_evidence(dealership):
 
 
 def test_a_review_counts_from_when_it_happened(dealership, tmp_path):
-    """E9 was never reviewed; a review event on 2026-11-01 ends review_overdue from then on only."""
+    """E9 was never reviewed; a review event 23 days before AT ends review_overdue from then on only."""
     files, db = dealership
     (tmp_path / "review.csv").write_text(
         "external_id,action,channel,class,party,address,method,occurred_at,actor,basis,note\n"
-        "E9,review,,,,,verbal,2026-11-01T10:00:00Z,sales,,preferences reviewed at the desk\n"
+        f"E9,review,,,,,verbal,{iso(AT_INSTANT - timedelta(days=23, hours=8))},sales,,preferences reviewed at the desk\n"
     )
     ok("consent", "import", tmp_path / "review.csv", "--tenant", "acme-motors", "--db", db)
-    for at, expected in (("2026-10-01T00:00:00Z", "review_overdue"), (AT, "")):
+    for at, expected in ((iso(AT_INSTANT - timedelta(days=54, hours=18)), "review_overdue"), (AT, "")):
         out = tmp_path / f"review-{at[:10]}.csv"
         ok("campaign", "check", files["email"], "--at", at, "--out", out, "--db", db)
         assert {r["external_id"]: r["reason"] for r in decisions(out)}["E9"] == expected

@@ -1,0 +1,66 @@
+"""An aiohttp connector whose connections refuse to write once the sender's guard says no.
+
+Why at the socket: between the moment our code hands a request to the twilio client and the
+moment its bytes leave, aiohttp takes a pooled connection, buffers the headers, and writes
+the body from a task scheduled for the next turn of the event loop. A process frozen (SIGSTOP,
+a paused VM or container) inside that gap wakes up and completes the request, although its
+claim on the message lapsed meanwhile and another runner has sent it. Checking the guard in
+`transport.write` is the last moment there is: a refused write aborts the connection with its
+buffered bytes, so the provider never sees the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from engine.transports.errors import DispatchCancelled
+
+Guard = Callable[[], bool]
+
+
+class _GuardedTransport:
+    """A transport proxy: `write` / `writelines` ask the guard first."""
+
+    __slots__ = ("_guard_of", "_real")
+
+    def __init__(self, real: asyncio.Transport, guard_of: Callable[[], Guard | None]) -> None:
+        self._real = real
+        self._guard_of = guard_of
+
+    def _check(self) -> None:
+        guard = self._guard_of()
+        if guard is not None and not guard():
+            self._real.abort()  # drop what is buffered: close() would still flush it
+            raise DispatchCancelled("the sender lost its claim before the request was written; nothing was sent")
+
+    def write(self, data: bytes) -> None:
+        self._check()
+        self._real.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        self._check()
+        self._real.writelines(chunks)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector whose new connections write through `_GuardedTransport`.
+
+    `guard_of` returns the guard in force (or None for no check) at the moment of a write.
+    """
+
+    def __init__(self, guard_of: Callable[[], Guard | None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._guard_of = guard_of
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
+        protocol = await super()._create_connection(req, traces, timeout)
+        if protocol.transport is not None:
+            protocol.transport = _GuardedTransport(protocol.transport, self._guard_of)
+        return protocol
