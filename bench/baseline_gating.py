@@ -103,11 +103,11 @@ class Baseline:
             if not (lead_source and lead_source.lower() in excluded):
                 if not any(e["action"] == "grant" and e["channel"] in ("sms", "*") for e in events):
                     return ("suppress", "awaiting_sms_opt_in", None)
-        if not bulk:
+        if not bulk and not self.is_opt_in_request:
             return ("send", None, None)
-        if shared and address in self.sent:
+        if bulk and shared and address in self.sent:
             return ("suppress", "duplicate_address", None)
-        if mode != "exempt":
+        if bulk and mode != "exempt":
             opt = _latest(e for e in events if e["action"] in ("opt_out", "opt_in"))
             if opt is not None and opt["action"] == "opt_out":
                 return ("suppress", "opted_out", None)

@@ -28,6 +28,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,8 @@ def send(url: str, directory: Path, channel: str, code: str, port: int, concurre
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"campaign send failed:\n{err.decode()}")
     summary = out.decode()
-    sent = int(summary.split(" sent ", 1)[1].split(" failed", 1)[0].rstrip(",").replace(",", ""))
+    # "... this run sent 2,000, failed 0, ..." (before the claims: "this run gated 2,000, sent 2,000, failed 0").
+    sent = int(re.search(r"this run (?:gated [\d,]+, )?sent ([\d,]*\d)", summary).group(1).replace(",", ""))
     return {"sent": sent, "wall_s": wall, "per_s": sent / wall, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 

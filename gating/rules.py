@@ -73,6 +73,12 @@ NOT_SMS = Guard("{channel} message: rule 4 is for SMS", lambda m, p: m.channel !
 NO_SMS_OPT_IN = Guard("tenant does not require SMS opt-in", lambda m, p: not p.sms_opt_in_required)
 OPT_IN_REQUEST = Guard("this is the opt-in request, the one text allowed", lambda m, p: m.is_opt_in_request)
 INDIVIDUAL = Guard("individual message", lambda m, p: m.kind != BULK)
+# Quiet hours protect the recipient's night from automated texts: a salesperson's reply is
+# a person answering a person, but the opt-in request is sent by the engine to a lead who
+# has not yet agreed to texts at all, and waits for the morning like any campaign text.
+PERSONAL_REPLY = Guard(
+    "individual reply: a person answering a person", lambda m, p: m.kind != BULK and not m.is_opt_in_request
+)
 EXEMPT = Guard("class {class_code!r} is exempt", lambda m, p: p.is_exempt)
 NO_GRANT_NEEDED = Guard("class {class_code!r} is opt_out: no grant needed", lambda m, p: not p.requires_grant)
 GRANT_NEEDED = Guard(
@@ -103,7 +109,7 @@ RULES: tuple[Rule, ...] = (
          (*_CONSENT_SCOPE, REVIEW_NOT_ENFORCED)),
     Rule(Reason.FREQUENCY_CAPPED, "the cap of bulk messages in the window is reached", (*_CONSENT_SCOPE, NO_CAP)),
     Rule(Reason.QUIET_HOURS, "recipient-local time is inside quiet hours (defer to the window end)",
-         (INDIVIDUAL, NOT_PHONE, NO_QUIET_HOURS)),
+         (PERSONAL_REPLY, NOT_PHONE, NO_QUIET_HOURS)),
 )
 assert tuple(rule.reason for rule in RULES) == tuple(Reason), "the table follows DESIGN.md order"
 

@@ -29,7 +29,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -54,7 +54,7 @@ from engine.transports.errors import (
     TransientError,
     TransportAuthError,
 )
-from gating import BatchEvaluator, DecisionKind, Reason, TenantPolicy, compile_policy
+from gating import BatchEvaluator, Decision, DecisionKind, Reason, TenantPolicy, compile_policy
 from metrics import Instruments, default_instruments
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,11 @@ class CampaignRun:
         self.message = message_for(self.definition)
         self.policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), self.message)
         self.evaluator = BatchEvaluator(self.policy, self.message)
+        # The opt-in request, gated as gating models it: an individual text that rule 4 lets
+        # through, held by blocks and, being automated, by quiet hours (gating/rules.py).
+        self.opt_in_evaluator = BatchEvaluator(
+            self.policy, replace(self.message, kind=Kind.INDIVIDUAL.value, is_opt_in_request=True)
+        )
         self.cap = cap_for(tenant.policy, self.channel)
         self.claims = Claimant(engine, clock, record.id, options.claim_ttl_s, self.cap, lease_clock)
         rate = self.definition.model.rate
@@ -269,6 +274,7 @@ class CampaignRun:
             ledger_rows = [event for event in ledger_rows if event[0] in wanted]
         with self.metrics.time_gate_batch(self.channel):
             decisions = self.evaluator.evaluate(todo, ledger_rows, batch.recent_sends, now)
+            requests = self._gate_opt_in_requests(todo, decisions, ledger_rows, batch.recent_sends, now, opt_in_sent)
         counts: Counter[tuple[str, str | None]] = Counter((d.decision, reason_code(d) or None) for d in decisions)
         self.metrics.record_decisions(self.tenant.code, self.channel, self.message.kind, counts)
 
@@ -281,10 +287,15 @@ class CampaignRun:
                 state = DeliveryState.PENDING
             elif kind == DecisionKind.DEFER:
                 state = DeliveryState.DEFERRED
-            elif reason == Reason.AWAITING_SMS_OPT_IN.value and row[5] not in opt_in_sent:
-                # The first text to a lead who has not said YES is the opt-in request itself.
-                state, purpose = DeliveryState.PENDING, Purpose.OPT_IN_REQUEST
-                opt_in_sent.add(row[5])
+            elif row[0] in requests:
+                # The first text to a lead who has not said YES is the opt-in request itself,
+                # now or, inside the lead's quiet hours, when they end.
+                purpose = Purpose.OPT_IN_REQUEST
+                request = requests[row[0]]
+                if request.decision == DecisionKind.DEFER:
+                    state, kind, reason, decision = DeliveryState.DEFERRED, request.decision, reason_code(request), request
+                else:
+                    state = DeliveryState.PENDING
             else:
                 state = DeliveryState.SUPPRESSED
             self.summary.count(kind, reason)
@@ -316,6 +327,27 @@ class CampaignRun:
                 continue  # another runner inserted it first: its decision stands
             jobs.append(Job(delivery_id, row[0], row[1], row[5], purpose, first_touch=row[5] not in first_touched))
         return jobs
+
+    def _gate_opt_in_requests(
+        self, todo: list[tuple], decisions: list[Decision], ledger_rows: list[tuple], recent: dict[int, int], now: int,
+        opt_in_sent: set[str],
+    ) -> dict[int, Decision]:
+        """Contact id → the opt-in request's own decision (send or defer) for the leads held
+        back only for want of a YES, one request per number."""
+        waiting = [
+            row for row, decision in zip(todo, decisions, strict=True)
+            if reason_code(decision) == Reason.AWAITING_SMS_OPT_IN.value and row[5] and row[5] not in opt_in_sent
+        ]
+        if not waiting:
+            return {}
+        wanted = {row[0] for row in waiting}
+        verdicts = self.opt_in_evaluator.evaluate(waiting, [e for e in ledger_rows if e[0] in wanted], recent, now)
+        requests: dict[int, Decision] = {}
+        for row, verdict in zip(waiting, verdicts, strict=True):
+            if verdict.decision != DecisionKind.SUPPRESS and row[5] not in opt_in_sent:
+                requests[row[0]] = verdict
+                opt_in_sent.add(row[5])
+        return requests
 
     async def _with_names(self, jobs: list[Job]) -> None:
         """Names for the templates: one query for the chunk's claimed contacts."""

@@ -31,8 +31,12 @@ def test_individual_message_skips_the_bulk_rules_and_says_why():
     ledger.add("opt_out")
     explanation = run(individual(), contact(), ledger)
     assert explanation.decision.decision == "send"
-    for rule in explanation.rules[4:]:
+    for rule in explanation.rules[4:11]:
         assert (rule.verdict, rule.detail) == ("skip", "individual message")
+    # Quiet hours: a person answering a person is never held to the recipient's night.
+    assert (explanation.rules[11].verdict, explanation.rules[11].detail) == (
+        "skip", "individual reply: a person answering a person"
+    )
 
 
 def test_exempt_class_skips_consent_rules():
