@@ -27,7 +27,14 @@ from engine.send.pipeline import SendOptions
 from engine.send.report import export
 from engine.send.runner import launch_campaign, run_campaign
 from engine.timeutil import to_us
-from tests.engine.scenario import EMAIL_CAMPAIGN, SMS_CAMPAIGN, TENANT, contacts_csv, events_csv, scenario_at
+from tests.engine.scenario import (
+    EMAIL_CAMPAIGN,
+    SMS_CAMPAIGN,
+    TENANT,
+    contacts_csv,
+    events_csv,
+    scenario_at,
+)
 
 YEAR = timedelta(days=365)
 US = 1_000_000
