@@ -47,7 +47,7 @@ class SmsSpec(_Strict):
 
 
 class ReviewSpec(_Strict):
-    period_days: int = Field(183, gt=0)
+    period_days: int = Field(default=183, gt=0)
     enforce: bool = False
 
 

@@ -20,7 +20,7 @@ from engine.db.batches import iter_batches, prefetched
 from engine.db.tenants import TenantRecord
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.timeutil import iso_z
-from gating import BatchEvaluator, TenantPolicy, compile_policy
+from gating import BatchEvaluator, Defer, TenantPolicy, compile_policy
 
 CHECK_COLUMNS = ("external_id", "channel", "address", "decision", "reason", "defer_until")
 
@@ -78,7 +78,7 @@ async def check_campaign(
         counts.update(keys)
         if writer is not None:
             writer.writerows(
-                (row[1], channel, row[5] or "", key[0], key[1], iso_z(d.until_us) if key[0] == "defer" else "")
+                (row[1], channel, row[5] or "", key[0], key[1], iso_z(d.until_us) if isinstance(d, Defer) else "")
                 for row, d, key in zip(batch.contacts, decisions, keys, strict=True)
             )
         report.total += len(decisions)

@@ -33,7 +33,7 @@ class Context:
         self.debug = False
         self.clock = clock
 
-    def settings(self, **overrides: object) -> Settings:
+    def settings(self, **overrides: Any) -> Settings:
         return Settings.from_environ(database_url=self.database_url, **overrides)
 
 

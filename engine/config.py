@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 DEFAULT_URL = "sqlite+aiosqlite:///./consentry.db"
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class Settings:
     claim_ttl_s: float = 30.0
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
         d = cls()
         settings = cls(
@@ -61,7 +64,7 @@ class Settings:
         return replace(settings, **given) if given else settings
 
 
-def _number(env: Mapping[str, str], key: str, default: float, kind: type) -> float:
+def _number(env: Mapping[str, str], key: str, default: N, kind: type[N]) -> N:
     value = env.get(key)
     if value is None or value == "":
         return default

@@ -71,10 +71,13 @@ class BatchEvaluator:
             if failing:
                 append(SUPPRESS_BY_BIT[failing & -failing])
                 continue
-            decision = SEND
+            decision: Decision = SEND
             if quiet:
+                # build_states sets zones, with the verdict at now_us, whenever rule 12 is live.
+                assert zones is not None and zones.verdict is not None
                 decision = zones.verdict  # worked out once per distinct zone set, at now_us
             if remember and decision is SEND and shared:
+                assert address is not None  # rule 1 (no address) is always live and failed above
                 sent.add(address)
             append(decision)
         return decisions

@@ -10,7 +10,7 @@ hold anything about a recipient.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
@@ -109,7 +109,9 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
     zone = load_zone(policy.timezone)
     if zone is None:  # TenantPolicy checks this; a hand-built one might not have
         raise PolicyError(f"{policy.timezone!r} is not an IANA time zone", field="timezone")
-    fields = dict(
+    # Which rules can fail depends only on the message's kind and opt-in flag once the
+    # target is fixed: work out all four variants from the rule table now.
+    draft = CompiledPolicy(
         tenant=policy.tenant,
         message=message,
         mode=mode,
@@ -124,9 +126,6 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
         excluded_sources=frozenset(s.lower() for s in policy.sms.opt_in_excluded_sources),
         zone=zone,
     )
-    # Which rules can fail depends only on the message's kind and opt-in flag once the
-    # target is fixed: work out all four variants from the rule table now.
-    draft = CompiledPolicy(**fields)
     variants = {
         (kind, opt_in): live_mask(Message(kind, message.channel, message.class_code, message.party, opt_in), draft)
         for kind in (BULK, INDIVIDUAL)
@@ -134,8 +133,8 @@ def compile_policy(policy: TenantPolicy, message: Message) -> CompiledPolicy:
     }
     widest = variants[(BULK, False)]
     relevant = effects_read(widest)
-    return CompiledPolicy(
-        **fields,
+    return replace(
+        draft,
         relevant_effects=relevant,
         _effects=effect_table((message.channel, message.class_code, message.party), tuple(policy.classes), relevant),
         live=variants[(message.kind, message.is_opt_in_request)],

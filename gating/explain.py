@@ -98,8 +98,8 @@ class _Case:
 
 
 def explain(
-    contact_row: Sequence[Any],
-    ledger_rows: Sequence[Sequence[Any]],
+    contact_row: tuple,
+    ledger_rows: Sequence[tuple],
     message: Message,
     policy: CompiledPolicy,
     now_us: int,
@@ -128,6 +128,8 @@ def explain(
             verdicts.append(RuleVerdict(rule.number, rule.reason, SKIP, skipped))
             continue
         if rule.reason is Reason.QUIET_HOURS:
+            # Not skipped: the tenant has quiet hours (NO_QUIET_HOURS), so build_states set zones.
+            assert policy.quiet is not None and state.zones is not None
             until = quiet_until(policy.quiet, state.zones.zones, now_us)
             verdict, detail = _quiet_hours(case, until)
             if until is not None and decision is None:
@@ -219,6 +221,8 @@ def _consent_revoked(case: _Case, failed: bool) -> Described:
 def _consent_expired(case: _Case, failed: bool) -> Described:
     event = case.state.consent_event
     expires = case.state.consent_expires_us
+    # Only described when rule 9 applies, i.e. not skipped by NO_REAUTHORIZATION.
+    assert case.policy.reauthorization_us is not None
     days = case.policy.reauthorization_us // 86_400_000_000
     if failed:
         return FAIL, f"grant of {case.at(event)} (event #{event}) is older than {days} days: expired {format_instant(expires)}", (event,)
@@ -242,6 +246,7 @@ def _review_overdue(case: _Case, failed: bool) -> Described:
 
 def _frequency_capped(case: _Case, failed: bool) -> Described:
     cap = case.policy.cap
+    assert cap is not None  # only described when rule 11 applies, i.e. not skipped by NO_CAP
     hours = cap.window_us // 3_600_000_000
     sent = f"{case.recent_sends} bulk {case.message.channel} message(s) in the last {hours} h"
     if failed:
@@ -251,6 +256,7 @@ def _frequency_capped(case: _Case, failed: bool) -> Described:
 
 def _quiet_hours(case: _Case, until: int | None) -> tuple[str, str]:
     window = case.policy.quiet
+    assert case.state.zones is not None  # rule 12 applies (see explain), so build_states set zones
     local = ", ".join(f"{to_local(case.now_us, zone):%H:%M} {zone.key}" for zone in case.state.zones.zones)
     if until is not None:
         return FAIL, f"local time {local} is inside quiet hours {window}: defer until {format_instant(until)}"

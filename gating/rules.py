@@ -157,8 +157,11 @@ def decide(state: ConsentState, message: Message, policy: CompiledPolicy, now_us
     if failing:
         return SUPPRESS_BY_BIT[failing & -failing]
     if live & QUIET:
+        # Rule 12 is live only if the tenant has quiet hours (NO_QUIET_HOURS), and states
+        # built for this policy carry zones whenever it is live for any variant (`widest`).
+        assert policy.quiet is not None and state.zones is not None
         local = state.zones
-        if local.checked_at_us == now_us:
+        if local.checked_at_us == now_us and local.verdict is not None:
             return local.verdict
         until = quiet_until(policy.quiet, local.zones, now_us)
         if until is not None:

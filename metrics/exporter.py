@@ -9,6 +9,7 @@ import asyncio
 import socket
 import threading
 from socketserver import ThreadingMixIn
+from typing import cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from aiohttp import web
@@ -42,7 +43,8 @@ class MetricsServer:
     def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
         self._httpd = httpd
         self._thread = thread
-        self.host: str = httpd.server_address[0]
+        # An AF_INET(6) server: its host is a str (typeshed allows the bytes of AF_UNIX).
+        self.host: str = cast(str, httpd.server_address[0])
         self.port: int = httpd.server_address[1]
 
     @property
@@ -71,7 +73,7 @@ def start_metrics_server(
     is loopback: exposing metrics beyond the machine is a deployment decision.
     """
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    server_class = type("MetricsHTTPServer", (_ThreadingServer,), {"address_family": family})
+    server_class: type[_ThreadingServer] = type("MetricsHTTPServer", (_ThreadingServer,), {"address_family": family})
     httpd = make_server(
         host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
     )

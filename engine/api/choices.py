@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.api.recipients import Recipient
@@ -69,7 +69,7 @@ def choosable_classes(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 async def load_choices(conn: AsyncConnection, recipient: Recipient, now_us: int) -> list[ChoiceEvent]:
     """The contact's grant/revoke events on the link's channel, oldest first."""
-    where_address = _events.c.address.is_(None)
+    where_address: ColumnElement[bool] = _events.c.address.is_(None)
     if recipient.address is not None:
         where_address = or_(where_address, _events.c.address == recipient.address)
     rows = await conn.execute(

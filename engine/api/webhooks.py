@@ -30,9 +30,9 @@ carrier) is also a `block` of sms on the number, cause `carrier_unsubscribed`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
-from multidict import MultiDictProxy
 from sqlalchemy import select, update
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -86,7 +86,7 @@ def _twiml(message: str | None = None) -> web.Response:
     return web.Response(text=str(response), content_type="application/xml", charset="utf-8")
 
 
-async def _signed_form(request: web.Request, shared: Services) -> MultiDictProxy[str] | None:
+async def _signed_form(request: web.Request, shared: Services) -> Mapping[str, object] | None:
     """The POST parameters, if the request's signature verifies."""
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select
@@ -47,8 +47,8 @@ class Cap:
 
 @dataclass(slots=True)
 class Batch:
-    contacts: list[tuple]
-    ledger: list[tuple]
+    contacts: Sequence[tuple]
+    ledger: Sequence[tuple]
     recent_sends: dict[int, int]
     now_us: int
 
@@ -106,7 +106,7 @@ def _contact_query(tenant_id: int, channel: str, audience: Audience):
     return query
 
 
-async def prefetched(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+async def prefetched(batches: AsyncGenerator[Batch, None]) -> AsyncIterator[Batch]:
     """The same batches, the next one read while the caller works on this one.
 
     The database works in its own thread (aiosqlite) or server (PostgreSQL) while gating
@@ -136,7 +136,7 @@ async def iter_batches(
     cap: Cap | None = None,
     after_id: int = 0,
     upto_id: int | None = None,
-) -> AsyncIterator[Batch]:
+) -> AsyncGenerator[Batch, None]:
     """The audience a batch at a time, each loaded in its own short transaction.
 
     A batch is read when it is reached, so a contact changed during a long run is gated
@@ -187,6 +187,7 @@ async def iter_batches(
             ledger = (await conn.execute(events, {**bounds, "now": now})).all()
             recent: dict[int, int] = {}
             if sends is not None:
+                assert cap is not None  # sends is only built when there is a cap
                 recent = dict((await conn.execute(sends, {**bounds, "now": now, "since": now - cap.window_us})).all())
         yield Batch(contacts, ledger, recent, now)
         last_id = ids[-1]

@@ -166,7 +166,7 @@ async def open_in_range(conn: AsyncConnection, tenant_id: int, campaign_id: int,
     return int((await conn.execute(query)).scalar_one())
 
 
-async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[str, str, str, str, int]]:
+async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> list[tuple[DeliveryState, Purpose, str, str, int]]:
     """(state, purpose, decision, reason, count) for a campaign."""
     rows = await conn.execute(
         select(_d.c.state, _d.c.purpose, _d.c.decision, func.coalesce(_d.c.reason, ""), func.count())

@@ -9,6 +9,8 @@ Conventions (docs/database.md explains them):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -35,6 +38,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+    if TYPE_CHECKING:
+        # DeclarativeBase types this FromClause (it may map a join); every model here is
+        # declared with __tablename__, so it is a Table (insert/update need one).
+        __table__: ClassVar[Table]
 
 
 class Tenant(Base):

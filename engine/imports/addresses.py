@@ -132,6 +132,7 @@ def normalize_phone(text: str, region: str) -> tuple[str, bool, str | None]:
 
 
 def _zones(number: phonenumbers.PhoneNumber, number_type: int) -> str | None:
+    assert number.country_code is not None  # phonenumbers.parse() always sets it
     if phonenumbers.is_number_type_geographical(number_type, number.country_code):
         zones = time_zones_for_geographical_number(number)
     else:

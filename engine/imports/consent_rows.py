@@ -101,6 +101,7 @@ def check_event_rows(
         if problems:
             errors.extend(problems)
         else:
+            assert row is not None  # _check returns None exactly when it reported problems
             valid.append(row)
     return CheckedEvents(valid, errors)
 

@@ -101,6 +101,7 @@ def check_contact_rows(rules: ContactRules, rows: list[tuple[int, list[str]]]) -
         if problems:
             errors.extend(problems)
         else:
+            assert row is not None  # _check returns None exactly when it reported problems
             valid.append(row)
     return CheckedContacts(valid, errors)
 

@@ -17,8 +17,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ARRAY, String, any_, bindparam, func, literal_column, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -186,7 +198,7 @@ def _external_ids_param(conn: AsyncConnection, external_ids: Sequence[str]):
     if conn.dialect.name == "postgresql":
         clause = _contacts.c.external_id == any_(bindparam("ids", type_=ARRAY(String)))
         return clause, list(external_ids)
-    values = select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
+    values: Select[Any] = select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
     return _contacts.c.external_id.in_(values), json.dumps(list(external_ids))
 
 

@@ -44,7 +44,7 @@ def recipient_context(
     `extra` may add names but not replace a standard one (that would let a contact field
     override, say, the unsubscribe link).
     """
-    context = dict(_EMPTY)
+    context: dict[str, object] = dict(_EMPTY)
     for name, value in values.items():
         if name not in STANDARD_VARIABLES:
             raise ValueError(f"{name!r} is not a standard variable; pass it in `extra`")

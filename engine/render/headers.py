@@ -88,8 +88,9 @@ def format_address(field: str, address: str, name: str | None = None) -> str:
         return spec
     prefix = len(field) + 2
     if display.isascii() and "=?" not in display:
+        tokens: list[str] | None
         if _ATEXT.issuperset(display):
-            tokens: list[str] | None = display.split()
+            tokens = display.split()
             if prefix + len(tokens[0]) > MAX_LINE or max(map(len, tokens)) >= MAX_LINE:
                 tokens = None  # a word too long to fold: encoded words can be split
         else:

@@ -236,11 +236,11 @@ def compile_template(
 
 
 def _check_statically(ast: nodes.Template, origin: str) -> None:
-    for node in ast.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
-        keyword = {nodes.Include: "include", nodes.Extends: "extends"}.get(type(node), "import")
+    for statement in ast.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        keyword = {nodes.Include: "include", nodes.Extends: "extends"}.get(type(statement), "import")
         raise InvalidTemplateError(
             origin, f"{{% {keyword} %}} is not available: a campaign template is one file",
-            line=node.lineno,
+            line=statement.lineno,
         )
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         name: object = None

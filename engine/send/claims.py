@@ -158,7 +158,8 @@ class Claimant:
         now = self.clock()
         stamp = self.gating_clock()
         ids = sorted(delivery_id for delivery_id, _contact in rows)
-        capped = self.cap is not None and bulk
+        cap = self.cap if bulk else None
+        capped = cap is not None
         if capped and conn.dialect.name == "postgresql":
             contact_ids = sorted({contact_id for _delivery, contact_id in rows})
             await conn.execute(
@@ -171,8 +172,8 @@ class Claimant:
                 and_(_d.c.state == DeliveryState.SENDING, or_(_d.c.claim_until_us.is_(None), _d.c.claim_until_us < now)),
             ),
         )
-        if capped:
-            claimable = and_(claimable, _under_cap(self.cap, stamp))
+        if cap is not None:
+            claimable = and_(claimable, _under_cap(cap, stamp))
         result = await conn.execute(
             update(_d)
             .where(claimable)

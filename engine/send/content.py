@@ -68,6 +68,7 @@ class Content:
         source = TemplateSource.from_snapshot(record.templates["source"])
         templates = compile_campaign_templates(source, subject=record.templates.get("subject"))
         if self.channel == "email":
+            assert self.sender_email is not None  # the campaign model requires sender.email for email
             self.email = EmailSkeleton.from_templates(
                 templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == "bulk",
                 postal_address=policy.get("postal_address") or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",

@@ -28,8 +28,9 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -54,7 +55,15 @@ from engine.transports.errors import (
     TransientError,
     TransportAuthError,
 )
-from gating import BatchEvaluator, Decision, DecisionKind, Reason, TenantPolicy, compile_policy
+from gating import (
+    BatchEvaluator,
+    Decision,
+    DecisionKind,
+    Defer,
+    Reason,
+    TenantPolicy,
+    compile_policy,
+)
 from metrics import Instruments, default_instruments
 
 log = logging.getLogger(__name__)
@@ -211,7 +220,7 @@ class CampaignRun:
                 chunk = candidates[start : start + CLAIM_CHUNK]
                 rows = [(job.delivery_id, job.contact_id) for job in chunk]
                 claimed = await in_transaction(
-                    self.engine, lambda conn, rows=rows: self.claims.claim(conn, rows, self._bulk), lock=self._write_lock
+                    self.engine, partial(self.claims.claim, rows=rows, bulk=self._bulk), lock=self._write_lock
                 )
                 ours = {c.delivery_id: c for c in claimed}
                 jobs = [job for job in chunk if job.delivery_id in ours]
@@ -301,7 +310,7 @@ class CampaignRun:
             self.summary.count(kind, reason)
             values = {
                 "decision": kind, "reason": reason or None, "state": state, "purpose": purpose,
-                "defer_until_us": decision.until_us if kind == DecisionKind.DEFER else None,
+                "defer_until_us": decision.until_us if isinstance(decision, Defer) else None,
                 "address": row[5], "updated_at_us": now,
             }
             known = existing.get(row[0])
@@ -329,7 +338,7 @@ class CampaignRun:
         return jobs
 
     def _gate_opt_in_requests(
-        self, todo: list[tuple], decisions: list[Decision], ledger_rows: list[tuple], recent: dict[int, int], now: int,
+        self, todo: list[tuple], decisions: list[Decision], ledger_rows: Sequence[tuple], recent: dict[int, int], now: int,
         opt_in_sent: set[str],
     ) -> dict[int, Decision]:
         """Contact id → the opt-in request's own decision (send or defer) for the leads held
@@ -449,7 +458,7 @@ class CampaignRun:
 
     async def _flush(self, results: list[tuple[Job, _Outcome]]) -> None:
         stamp = self.clock()
-        changes = []
+        changes: list[dict] = []  # as Claimant.record takes them
         for job, outcome in results:
             changes.append({
                 "_id": job.delivery_id, "state": outcome.state, "provider_id": outcome.provider_id,

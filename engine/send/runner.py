@@ -18,7 +18,7 @@ from campaigns.definition import CampaignDefinition
 from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
-from engine.db.states import CampaignStatus, DeliveryState, Outcome, outcome_of
+from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.send.campaign_inputs import tenant_for
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
@@ -31,7 +31,7 @@ class SendResult:
     record: CampaignRecord
     summary: RunSummary
     status: CampaignStatus
-    counts: list[tuple[DeliveryState, str, str, str, int]]  # state, purpose, decision, reason, n
+    counts: list[tuple[DeliveryState, Purpose, str, str, int]]  # state, purpose, decision, reason, n
     # Rows another runner is sending right now (a second `send`, a worker): not ours to
     # report as stuck.
     held_elsewhere: int = 0

@@ -30,8 +30,12 @@ from engine.errors import ConsentryError
 BLOCK_CAUSES = frozenset({"hard_bounce", "carrier_unsubscribed", "invalid_number", "not_mobile"})
 
 
-class DispatchCancelled(ConsentryError):
-    """The caller's guard withdrew the message before it was handed over: nothing was sent."""
+class DispatchCancelled(ConsentryError, ConnectionAbortedError):
+    """The caller's guard withdrew the message before it was handed over: nothing was sent.
+
+    Also a ConnectionAbortedError: raised from a socket write (engine/transports/guarded.py),
+    it aborts that connection, and code that handles a dropped connection handles it too.
+    """
 
 
 class TransportError(ConsentryError):

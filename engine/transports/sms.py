@@ -43,7 +43,7 @@ from engine.transports.errors import (
     TransportError,
     TransportTimeoutError,
 )
-from engine.transports.guarded_http import GuardedConnector
+from engine.transports.guarded import GuardedConnector
 
 DEFAULT_TIMEOUT_S = 30.0
 # Twilio dates have whole seconds, and two clocks are involved: a message created up to

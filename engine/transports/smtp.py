@@ -46,6 +46,7 @@ from engine.transports.errors import (
     TransportError,
     TransportTimeoutError,
 )
+from engine.transports.guarded import guard_writes
 
 DEFAULT_TIMEOUT_S = 30.0
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -132,6 +133,10 @@ class SmtpPool(EmailTransport):
         self._slots = asyncio.Semaphore(size)
         self._closed = False
         self._quitting: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        # The guard of the send in progress, asked by every write on our sessions' sockets
+        # (engine/transports/guarded.py): a session frozen between DATA and 354 must not
+        # write the message once its sender lost the claim.
+        self._guard: Callable[[], bool] | None = None
         self.connections_opened = 0
 
     async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None) -> str:
@@ -153,6 +158,7 @@ class SmtpPool(EmailTransport):
             options.append("SMTPUTF8")
         async with self._slots:
             session = await self._checkout()
+            self._guard = guard
             try:
                 reply = await self._transaction(session.client, sender, recipients, data, options, guard)
             except DispatchCancelled:
@@ -244,6 +250,7 @@ class SmtpPool(EmailTransport):
                 raise
             raise error from exc
         self.connections_opened += 1
+        guard_writes(client.protocol, lambda: self._guard)
         return _Session(client)
 
     def _checkin(self, session: _Session) -> None:

@@ -56,6 +56,10 @@ def _dealership(tmp_path, db: str, contacts: int):  # noqa: ANN001, ANN202
     from engine.sample_data import write_dealership
 
     data = write_dealership(tmp_path / "d", contacts=contacts, seed=5, now=datetime.fromtimestamp(system_clock() / 1e6, UTC))
+    # Sent at now: without quiet hours, what goes out does not depend on the hour of the run.
+    policy = data.tenant_yaml.read_text()
+    assert 'quiet_hours: {start: "21:00", end: "08:00"}' in policy
+    data.tenant_yaml.write_text(policy.replace('quiet_hours: {start: "21:00", end: "08:00"}', "quiet_hours: null"))
     ok("db", "init", "--db", db)
     ok("tenant", "apply", data.tenant_yaml, "--db", db)
     ok("contacts", "import", data.contacts_csv, "--tenant", data.tenant, "--db", db)

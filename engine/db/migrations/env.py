@@ -35,7 +35,10 @@ def run_migrations_online() -> None:
         return
     from engine.db.session import make_engine
 
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # engine.db.migrate always sets it; a bare `alembic` run must too
+        raise RuntimeError("sqlalchemy.url is not set in the Alembic config")
+    engine = make_engine(url)
     asyncio.run(_run_async(engine))
 
 

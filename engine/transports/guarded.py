@@ -1,12 +1,13 @@
-"""An aiohttp connector whose connections refuse to write once the sender's guard says no.
+"""Connections that refuse to write once the sender's guard says no.
 
-Why at the socket: between the moment our code hands a request to the twilio client and the
-moment its bytes leave, aiohttp takes a pooled connection, buffers the headers, and writes
-the body from a task scheduled for the next turn of the event loop. A process frozen (SIGSTOP,
-a paused VM or container) inside that gap wakes up and completes the request, although its
-claim on the message lapsed meanwhile and another runner has sent it. Checking the guard in
-`transport.write` is the last moment there is: a refused write aborts the connection with its
-buffered bytes, so the provider never sees the request.
+Why at the socket: between the moment our code hands a message to a client library and the
+moment its bytes leave there are awaits we do not control. aiohttp takes a pooled connection,
+buffers the headers and writes the body from a task scheduled for the next turn of the event
+loop; aiosmtplib sends DATA, waits for 354 and only then writes the message. A process frozen
+(SIGSTOP, a paused VM or container) inside such a gap wakes up and completes the send,
+although its claim on the message lapsed meanwhile and another runner has sent it. The
+guard in `transport.write` is the last moment there is: a refused write aborts the
+connection with its buffered bytes, so the relay or provider never sees the message.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ class _GuardedTransport:
         return getattr(self._real, name)
 
 
+def guard_writes(protocol: Any, guard_of: Callable[[], Guard | None]) -> None:
+    """Route `protocol`'s writes through the guard (its transport is replaced by a proxy).
+
+    Call it once the connection is fully set up: TLS upgrades need the real transport.
+    """
+    if protocol.transport is not None and not isinstance(protocol.transport, _GuardedTransport):
+        protocol.transport = _GuardedTransport(protocol.transport, guard_of)
+
+
 class GuardedConnector(aiohttp.TCPConnector):
     """A TCPConnector whose new connections write through `_GuardedTransport`.
 
@@ -61,6 +71,5 @@ class GuardedConnector(aiohttp.TCPConnector):
 
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
         protocol = await super()._create_connection(req, traces, timeout)
-        if protocol.transport is not None:
-            protocol.transport = _GuardedTransport(protocol.transport, self._guard_of)
+        guard_writes(protocol, self._guard_of)
         return protocol
