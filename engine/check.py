@@ -20,7 +20,7 @@ from engine.db.batches import iter_batches, prefetched
 from engine.db.tenants import TenantRecord
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.timeutil import iso_z
-from gating import BatchEvaluator, Defer, TenantPolicy, compile_policy
+from gating import BatchEvaluator, DecisionKind, Defer, TenantPolicy, compile_policy
 
 CHECK_COLUMNS = ("external_id", "channel", "address", "decision", "reason", "defer_until")
 
@@ -35,7 +35,7 @@ class CheckReport:
 
     def rows(self) -> list[tuple[str, str, int, float]]:
         """(decision, reason, count, percent), sends first, then by count."""
-        order = {"send": 0, "defer": 1, "suppress": 2}
+        order = {DecisionKind.SEND: 0, DecisionKind.DEFER: 1, DecisionKind.SUPPRESS: 2}
         items = sorted(self.counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1]))
         return [(d, r, n, 100.0 * n / self.total if self.total else 0.0) for (d, r), n in items]
 

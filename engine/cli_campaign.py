@@ -295,7 +295,7 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
 
 
 def _finish(result) -> None:  # noqa: ANN001
-    from engine.db.states import Outcome
+    from engine.db.states import Outcome, outcome_of
     from engine.errors import ConsentryError
 
     summary = result.summary
@@ -307,8 +307,8 @@ def _finish(result) -> None:  # noqa: ANN001
         + (f", reconciled {summary.reconciled:,} in doubt" if summary.reconciled else "")
     )
     reasons: dict[tuple[str, str], int] = {}
-    for state, purpose, decision, reason, n in result.counts:
-        if decision != "send" and not (purpose == "opt_in_request" and state == "sent"):
+    for state, purpose, _decision, reason, n in result.counts:
+        if outcome_of(state, purpose) not in (Outcome.SENT, Outcome.OPT_IN_REQUEST):
             reasons[(str(state), reason)] = reasons.get((str(state), reason), 0) + n
     for (state, reason), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {state:<10} {reason or '-':<22} {n:>9,}")

@@ -27,7 +27,9 @@ from pathlib import Path
 import aiohttp
 
 from engine.capture import SmsCaptureServer, SmtpCaptureServer
+from engine.clock import system_clock
 from engine.sample_data import write_dealership
+from engine.timeutil import from_us
 
 
 def _free_port(preferred: int) -> int:
@@ -177,7 +179,7 @@ def main() -> None:
     parser.add_argument("--dir", default="demo-data", type=Path)
     parser.add_argument("--contacts", default=10_000, type=int)
     args = parser.parse_args()
-    asyncio.run(demo(args.dir.resolve(), args.contacts, now=datetime.now(UTC)))
+    asyncio.run(demo(args.dir.resolve(), args.contacts, now=from_us(system_clock())))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.db.models import Campaign, Tenant
+from engine.db.states import CampaignStatus
 from metrics import Instruments
 
 INTERVAL_S = 30.0
@@ -27,7 +28,7 @@ async def count_active(engine: AsyncEngine) -> dict[tuple[str, str], int]:
     query = (
         select(tenants.c.code, campaigns.c.channel, func.count())
         .join(tenants, tenants.c.id == campaigns.c.tenant_id)
-        .where(campaigns.c.status == "running")
+        .where(campaigns.c.status == CampaignStatus.RUNNING)
         .group_by(tenants.c.code, campaigns.c.channel)
     )
     async with engine.connect() as conn:

@@ -41,6 +41,7 @@ from engine.api.choices import record
 from engine.api.keywords import Keyword, classify
 from engine.api.services import Services, services
 from engine.db.models import Delivery
+from engine.db.states import DeliveryState
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
 from engine.imports import AddressError, contact_ids_for_address, normalize_phone
@@ -187,12 +188,12 @@ async def status_callback(request: web.Request) -> web.Response:
         ).all()
         # Only deliveries failing now: Twilio retries a callback it got no answer to, and
         # the retry must not record a second block.
-        failing = [row for row in found if row.state != "failed"]
+        failing = [row for row in found if row.state != DeliveryState.FAILED]
         if failing:
             await conn.execute(
                 update(_deliveries)
                 .where(_deliveries.c.id.in_([row.id for row in failing]))
-                .values(state="failed", error=error, updated_at_us=now)
+                .values(state=DeliveryState.FAILED, error=error, updated_at_us=now)
             )
         if cause is not None:
             events = [

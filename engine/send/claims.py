@@ -41,6 +41,7 @@ from engine.clock import Clock
 from engine.db.batches import Cap
 from engine.db.models import Campaign, Contact, Delivery
 from engine.db.states import DeliveryState, Kind, Purpose
+from gating import DecisionKind, Reason
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class Claimant:
                 update(_d)
                 .where(_d.c.id.in_([i for i in ids if i not in won]), _d.c.state == DeliveryState.PENDING,
                        _d.c.purpose == Purpose.CAMPAIGN)
-                .values(state=DeliveryState.SUPPRESSED, decision="suppress", reason="frequency_capped", updated_at_us=stamp)
+                .values(state=DeliveryState.SUPPRESSED, decision=DecisionKind.SUPPRESS, reason=Reason.FREQUENCY_CAPPED.value,
+                        updated_at_us=stamp)
             )
         return claimed
 

@@ -16,7 +16,7 @@ from typing import Any
 from campaigns.definition import CampaignDefinition
 from engine.clock import Clock, system_clock
 from engine.config import Settings
-from engine.db.states import Purpose
+from engine.db.states import Kind, Purpose
 from engine.db.tenants import TenantRecord
 from engine.render import (
     CampaignContext,
@@ -70,7 +70,7 @@ class Content:
         if self.channel == "email":
             assert self.sender_email is not None  # the campaign model requires sender.email for email
             self.email = EmailSkeleton.from_templates(
-                templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == "bulk",
+                templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
                 postal_address=policy.get("postal_address") or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
             )
         else:

@@ -16,6 +16,7 @@ from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.batches import load_one
+from engine.db.states import DeliveryState, Kind
 from engine.db.tenants import load_tenant
 from engine.errors import ConsentryError, InputError, NotFoundError
 from engine.imports.ledger import record_events
@@ -70,7 +71,7 @@ async def send_individual(
     class_code = class_code or default_class(tenant.policy)
     if class_code not in tenant.policy["classes"]:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
-    message = Message(kind="individual", channel=channel, class_code=class_code, party="first")
+    message = Message(kind=Kind.INDIVIDUAL, channel=channel, class_code=class_code, party="first")
     policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
     now = clock()
     batch = await load_one(engine, tenant.id, channel, external_id, now)
@@ -80,18 +81,18 @@ async def send_individual(
     decision = BatchEvaluator(policy, message).evaluate(batch.contacts, batch.ledger, {}, now)[0]
     address = row[5]
     base = {
-        "tenant_id": tenant.id, "campaign_id": None, "contact_id": row[0], "channel": channel, "kind": "individual",
+        "tenant_id": tenant.id, "campaign_id": None, "contact_id": row[0], "channel": channel, "kind": Kind.INDIVIDUAL,
         "purpose": "campaign", "address": address, "decision": decision.decision, "reason": reason_code(decision) or None,
         "attempts": 0, "created_at_us": now, "updated_at_us": now,
     }
     if decision.decision != "send":
         async with engine.begin() as conn:
-            await ledger.insert_new(conn, [{**base, "state": "suppressed"}])
+            await ledger.insert_new(conn, [{**base, "state": DeliveryState.SUPPRESSED}])
         raise NotSent(f"not sent to {external_id} on {channel}: {reason_code(decision)} (see `consentry explain`)")
 
     async with engine.begin() as conn:
         first_touch = channel == "sms" and address not in await ledger.addresses_with(conn, tenant.id, "sms", [address])
-        delivery_id = (await ledger.insert_new(conn, [{**base, "state": "pending"}]))[row[0]]
+        delivery_id = (await ledger.insert_new(conn, [{**base, "state": DeliveryState.PENDING}]))[row[0]]
     context = recipient_context({"body": body, "subject": subject or ""}, external_id=external_id, tenant_name=tenant.name)
     from engine.send.runner import open_channel_transport
 
@@ -100,7 +101,7 @@ async def send_individual(
         async with engine.begin() as conn:
             await ledger.mark_sending(conn, [delivery_id], clock())
         # The outcome follows the error's class, never its text: transient stays pending.
-        provider_id, segments, error, cause, state = None, None, None, None, "sent"
+        provider_id, segments, error, cause, state = None, None, None, None, DeliveryState.SENT
         try:
             if channel == "email":
                 sender_email = sender or f"noreply@{tenant.code}.consentry.invalid"
@@ -122,14 +123,14 @@ async def send_individual(
                 provider_id, segments = await transport.send(address, from_number, text.text)
                 segments = segments or text.segments
         except PermanentError as exc:
-            error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, "failed"
+            error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, DeliveryState.FAILED
         except TransientError as exc:
-            error, state = f"transient: {exc}", "pending"
+            error, state = f"transient: {exc}", DeliveryState.PENDING
         stamp = clock()
         async with engine.begin() as conn:
             await ledger.update_rows(conn, [{
                 "_id": delivery_id, "state": state, "provider_id": provider_id, "segments": segments, "error": error,
-                "sent_at_us": stamp if state == "sent" else None, "updated_at_us": stamp,
+                "sent_at_us": stamp if state == DeliveryState.SENT else None, "updated_at_us": stamp,
             }])
             if cause:
                 await record_events(conn, tenant.id, [ledger.block_event(row[0], channel, address, cause, error or "", stamp)],

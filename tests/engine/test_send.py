@@ -320,3 +320,16 @@ def test_a_second_runner_of_the_same_campaign_waits_for_the_first_and_sends_noth
     status = json.loads(ok("campaign", "status", "spring-offer", "--tenant", "acme-motors", "--json", "--db", db).out)
     assert status["status"] == "finished" and status["outcomes"]["sent"] == 3
     assert sum(status["outcomes"].values()) == status["total"] == 9
+
+
+def test_a_send_never_gates_in_the_past(dealership, capture):
+    """A send must honour every revocation recorded until it goes: an --at before now is
+    refused, nothing is launched or sent; check may replay the past."""
+    files, db = dealership
+    past = iso(datetime.now(UTC) - timedelta(days=1))
+    refused = consentry("campaign", "send", files["email"], "--at", past, "--db", db)
+    assert refused.code == 2
+    assert "--at" in refused.err and "in the past" in refused.err and "campaign check --at" in refused.err
+    assert sql(db, "select count(*) from campaigns") == [(0,)]
+    assert capture.smtp.messages == []
+    ok("campaign", "check", files["email"], "--at", past, "--db", db)
