@@ -376,8 +376,10 @@ def campaign_status(ctx: Context, code: str, tenant: str, as_json: bool) -> None
     for column in ("outcome", "state", "decision", "reason", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")
     for item in body["decisions"]:
-        table.add_row(_OUTCOME_LABEL.get(item["outcome"], item["outcome"]), item["state"], item["decision"],
-                      item["reason"] or "-", f"{item['count']:,}")
+        label = _OUTCOME_LABEL.get(item["outcome"], item["outcome"])
+        if item["purpose"] == "opt_in_request" and item["outcome"] != "opt_in_request":
+            label += " (opt-in request)"  # e.g. an opt-in request waiting out quiet hours
+        table.add_row(label, item["state"], item["decision"], item["reason"] or "-", f"{item['count']:,}")
     table.add_row("total", "", "", "", f"{body['total']:,}", style="bold")
     console.print(table)
 

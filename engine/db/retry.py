@@ -30,7 +30,7 @@ try:  # asyncpg is the PostgreSQL driver; SQLite-only installs may lack it.
 except ImportError:  # pragma: no cover
     _PG_CONFLICTS = ()
 
-_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def lost_a_race(exc: BaseException) -> bool:
@@ -42,7 +42,7 @@ def lost_a_race(exc: BaseException) -> bool:
     while cause is not None and seen < 4:
         if _PG_CONFLICTS and isinstance(cause, _PG_CONFLICTS):
             return True
-        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) in _SQLITE_BUSY:
+        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) in SQLITE_BUSY:
             return True
         cause, seen = cause.__cause__, seen + 1
     return False
@@ -54,10 +54,18 @@ async def in_transaction(
     *,
     lock: asyncio.Lock | None = None,
     attempts: int = ATTEMPTS,
+    connection: AsyncConnection | None = None,
 ) -> T:
-    """Run `work(conn)` in a transaction, again (up to `attempts`) when it lost a race."""
+    """Run `work(conn)` in a transaction, again (up to `attempts`) when it lost a race.
+
+    `connection`: a connection the caller keeps open (a hot path's own); by default one is
+    taken from the engine's pool for each attempt.
+    """
     for attempt in range(attempts):
         try:
+            if connection is not None:
+                async with lock or contextlib.nullcontext(), connection.begin():
+                    return await work(connection)
             async with lock or contextlib.nullcontext(), engine.begin() as conn:
                 return await work(conn)
         except DBAPIError as exc:

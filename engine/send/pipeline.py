@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -170,6 +171,8 @@ class CampaignRun:
         self._results_ready = asyncio.Event()
         self._stopping = False
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
+        self._writer_conn: AsyncConnection | None = None
+        self._sqlite_driver: Any = None  # the writer connection's aiosqlite connection (SQLite only)
         # A failure that every message would share (sender refused, bad credentials) stops
         # the run: recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
@@ -180,6 +183,11 @@ class CampaignRun:
 
     async def run(self) -> RunSummary:
         await self.claims.start()
+        # The writer's own connection for the whole run: a result commit is then one round
+        # trip to the database, not a pool checkout, a commit and a reset.
+        writer_conn = self._writer_conn = await self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            self._sqlite_driver = (await writer_conn.get_raw_connection()).driver_connection
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         writer = asyncio.create_task(self._writer())
         try:
@@ -196,6 +204,7 @@ class CampaignRun:
             self._stopping = True
             self._results_ready.set()
             await writer
+            await writer_conn.close()
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
         self.summary.lost_claims = self.claims.lost
@@ -230,7 +239,6 @@ class CampaignRun:
                     # reached the provider. Reconcile (SMS) or resend with the same Message-ID.
                     job.in_doubt = won.attempts > 1
                     job.since_us = won.first_claimed_at_us
-                await self._with_names(jobs)
                 for job in jobs:
                     await self._queue.put(job)
 
@@ -276,6 +284,7 @@ class CampaignRun:
             jobs.append(Job(known.id, row[0], row[1], known.address or "", Purpose(known.purpose),
                             first_touch=known.address not in ever_sent))
         if not todo:
+            await self._with_names(jobs)
             return jobs
         ledger_rows = batch.ledger
         if len(todo) != len(batch.contacts):
@@ -335,6 +344,7 @@ class CampaignRun:
             if delivery_id is None:
                 continue  # another runner inserted it first: its decision stands
             jobs.append(Job(delivery_id, row[0], row[1], row[5], purpose, first_touch=row[5] not in first_touched))
+        await self._with_names(jobs)
         return jobs
 
     def _gate_opt_in_requests(
@@ -359,7 +369,7 @@ class CampaignRun:
         return requests
 
     async def _with_names(self, jobs: list[Job]) -> None:
-        """Names for the templates: one query for the chunk's claimed contacts."""
+        """Names for the templates: one query for the batch's sendable contacts."""
         if not jobs:
             return
         async with self.engine.connect() as conn:
@@ -490,5 +500,9 @@ class CampaignRun:
             if blocks:
                 await record_events(conn, self.tenant.id, blocks, recorded_at_us=stamp)
 
-        await in_transaction(self.engine, record, lock=self._write_lock)
+        if not blocks and self._sqlite_driver is not None:
+            async with self._write_lock:
+                await self.claims.record_on_sqlite(self._sqlite_driver, changes)
+        else:
+            await in_transaction(self.engine, record, lock=self._write_lock, connection=self._writer_conn)
         self.observer("delivered", len(results))

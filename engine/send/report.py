@@ -43,7 +43,7 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
         # The same rows by what happened to them; the opt-in request is its own outcome.
         "outcomes": by_outcome,
         "decisions": [
-            {"state": str(s), "outcome": str(outcome_of(s, p)), "decision": d, "reason": r, "count": n}
+            {"state": str(s), "outcome": str(outcome_of(s, p)), "purpose": str(p), "decision": d, "reason": r, "count": n}
             for s, p, d, r, n in sorted(counts, key=lambda item: (-item[4], item[0], item[3]))
         ],
     }
