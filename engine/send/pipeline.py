@@ -339,11 +339,23 @@ class CampaignRun:
 
         inserted = await in_transaction(self.engine, record, lock=self._write_lock)
         self.observer("decided", len(todo))
+        raced = []
         for row, purpose, delivery_id in sendable:
             delivery_id = delivery_id or inserted.get(row[0])
             if delivery_id is None:
-                continue  # another runner inserted it first: its decision stands
+                raced.append(row)
+                continue
             jobs.append(Job(delivery_id, row[0], row[1], row[5], purpose, first_touch=row[5] not in first_touched))
+        if raced:
+            # Another runner inserted these rows first: its decision stands, and whichever
+            # of us claims a pending one sends it (the claim decides, not who inserted).
+            async with self.engine.connect() as conn:
+                theirs = await ledger.existing_for(conn, self.tenant.id, self.record.id, self.channel, [r[0] for r in raced])
+            for row in raced:
+                known = theirs.get(row[0])
+                if known is not None and known.state == DeliveryState.PENDING:
+                    jobs.append(Job(known.id, row[0], row[1], known.address or "", Purpose(known.purpose),
+                                    first_touch=known.address not in first_touched))
         await self._with_names(jobs)
         return jobs
 

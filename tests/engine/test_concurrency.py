@@ -241,6 +241,14 @@ def assert_each_recipient_once(db: str, server) -> Counter:  # noqa: ANN001
 # --- many runners, one campaign ---------------------------------------------------------
 
 
+def two_workers_and_an_arq_send(processes, data, batch_size: int):  # noqa: ANN001, ANN201
+    """Two `consentry worker`s and a `campaign send --backend arq` of the SMS campaign."""
+    workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
+    on_arq = processes.start("send-arq", "campaign", "send", data.sms_yaml, "--backend", "arq",
+                             "--batch-size", str(batch_size), "--concurrency", "4")
+    return workers, on_arq
+
+
 def test_workers_a_second_send_and_a_resume_on_one_campaign_text_each_recipient_once(
     tmp_path, fresh_postgres_url, redis_url, capture
 ):
@@ -249,9 +257,7 @@ def test_workers_a_second_send_and_a_resume_on_one_campaign_text_each_recipient_
     capture.run(setattr, capture.sms, "latency_ms", 10)
     started = time.monotonic()
     with Processes(tmp_path / "logs", runner_env(db, capture, redis_url)) as processes:
-        workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
-        on_arq = processes.start("send-arq", "campaign", "send", data.sms_yaml, "--backend", "arq",
-                                 "--batch-size", "200", "--concurrency", "4")
+        workers, on_arq = two_workers_and_an_arq_send(processes, data, batch_size=200)
         # Once texts flow the campaign is launched (no launch race) and the workers are busy:
         # now two inline runners join in.
         capture.call(capture.sms.wait_for(20, timeout=60))
@@ -322,9 +328,7 @@ def test_a_worker_killed_mid_batch_is_taken_over_after_the_claim_ttl(tmp_path, f
     capture.run(setattr, capture.sms, "latency_ms", 10)
     started = time.monotonic()
     with Processes(tmp_path / "logs", runner_env(db, capture, redis_url)) as processes:
-        workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
-        on_arq = processes.start("send-arq", "campaign", "send", data.sms_yaml, "--backend", "arq",
-                                 "--batch-size", "50", "--concurrency", "4")
+        workers, on_arq = two_workers_and_an_arq_send(processes, data, batch_size=50)
         capture.call(capture.sms.wait_for(40, timeout=60))
         # The victim is a worker with a batch on the wire right now.
         victim = wait_until(
