@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -41,14 +40,14 @@ from engine.db import deliveries as ledger
 from engine.db.batches import Batch, iter_batches
 from engine.db.models import Contact
 from engine.db.retry import in_transaction
-from engine.db.states import DeliveryState, Kind, Purpose, outcome_of
+from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
-from engine.imports.ledger import record_events
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
 from engine.send.content import Content, Job
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
+from engine.send.results import WITHDRAWN, Result, ResultWriter
 from engine.transports.errors import (
     DispatchCancelled,
     PermanentError,
@@ -113,19 +112,6 @@ class RunSummary:
         self.lost_claims = self.lost_claims or other.lost_claims
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    state: DeliveryState  # sent | failed | pending (transient or not attempted)
-    provider_id: str | None = None
-    segments: int | None = None
-    error: str | None = None
-    block_cause: str | None = None
-
-
-# Not attempted because the claim lapsed: the row is left to whoever holds it now.
-_WITHDRAWN = _Outcome(DeliveryState.SENDING)
-
-
 class CampaignRun:
     def __init__(
         self,
@@ -167,29 +153,24 @@ class CampaignRun:
         self.limiter = RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
-        self._results: list[tuple[Job, _Outcome, asyncio.Future[None]]] = []
-        self._results_ready = asyncio.Event()
-        self._stopping = False
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
-        self._writer_conn: AsyncConnection | None = None
-        self._sqlite_driver: Any = None  # the writer connection's aiosqlite connection (SQLite only)
         # A failure that every message would share (sender refused, bad credentials) stops
         # the run: recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
+        self.results = ResultWriter(
+            engine, self.claims, tenant.id, tenant.code, self.channel, clock, self.metrics, self.summary,
+            self._write_lock, self.observer,
+        )
         self._opt_in = tenant.policy["sms"]["opt_in_required"] and self.channel == "sms"
         self._bulk = self.message.kind == Kind.BULK
 
     async def run(self) -> RunSummary:
         await self.claims.start()
-        # The writer's own connection for the whole run: a result commit is then one round
-        # trip to the database, not a pool checkout, a commit and a reset.
-        writer_conn = self._writer_conn = await self.engine.connect()
-        if self.engine.dialect.name == "sqlite":
-            self._sqlite_driver = (await writer_conn.get_raw_connection()).driver_connection
+        await self.results.open()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
-        writer = asyncio.create_task(self._writer())
+        writer = asyncio.create_task(self.results.run())
         try:
             await self._produce()
             for _ in workers:
@@ -199,12 +180,9 @@ class CampaignRun:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            # The writer is never cancelled: a flush cut in half would lose results and
-            # leave a transaction open. It drains and stops by itself.
-            self._stopping = True
-            self._results_ready.set()
+            self.results.stop()
             await writer
-            await writer_conn.close()
+            await self.results.close()
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
         self.summary.lost_claims = self.claims.lost
@@ -399,122 +377,49 @@ class CampaignRun:
     async def _worker(self) -> None:
         while (job := await self._queue.get()) is not None:
             outcome = await self._deliver(job)
-            if outcome is _WITHDRAWN:
+            if outcome is WITHDRAWN:
                 self._withdrawn.append(job.delivery_id)
                 continue
             # Wait until the result is committed before the next message: at most one
             # unrecorded message per worker, whatever happens to this process.
-            await self._record(job, outcome)
+            await self.results.record(job, outcome)
 
-    async def _deliver(self, job: Job) -> _Outcome:
+    async def _deliver(self, job: Job) -> Result:
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
             if self.fatal is not None:
                 if job.in_doubt:
-                    return _WITHDRAWN
-                return _Outcome(DeliveryState.PENDING, error=f"not attempted: {self.fatal}")
+                    return WITHDRAWN
+                return Result(DeliveryState.PENDING, error=f"not attempted: {self.fatal}")
             if not self.claims.may_dispatch():
-                return _WITHDRAWN
+                return WITHDRAWN
             try:
                 if job.in_doubt and attempt == 0:
                     found = await self.transport.reconcile(self.content, job)
                     if found is not None:
                         self.summary.reconciled += 1
-                        return _Outcome(DeliveryState.SENT, provider_id=found)
+                        return Result(DeliveryState.SENT, provider_id=found)
                 await self.limiter.acquire()
                 if not self.claims.may_dispatch():
-                    return _WITHDRAWN
+                    return WITHDRAWN
                 with self.metrics.time_dispatch(self.channel):
                     provider_id, segments = await self.transport.deliver(self.content, job, guard=self.claims.may_dispatch)
-                return _Outcome(DeliveryState.SENT, provider_id=provider_id, segments=segments)
+                return Result(DeliveryState.SENT, provider_id=provider_id, segments=segments)
             except DispatchCancelled:
-                return _WITHDRAWN
+                return WITHDRAWN
             except (SenderRejected, TransportAuthError) as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
                 self.fatal = exc
                 # The transport refused the sender itself: nothing reached the recipient.
-                return _Outcome(DeliveryState.PENDING, error=f"{exc.code}: {exc.message}")
+                return Result(DeliveryState.PENDING, error=f"{exc.code}: {exc.message}")
             except PermanentError as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
-                return _Outcome(DeliveryState.FAILED, error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
+                return Result(DeliveryState.FAILED, error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
             except TransientError as exc:
                 self.metrics.record_transport_error(self.channel, "transient")
                 error = exc
                 delay = min(options.retry_max_s, options.retry_base_s * 2**attempt)
                 # Full jitter: many workers retrying a recovering relay must not stampede it.
                 await asyncio.sleep(random.uniform(0, delay) if attempt + 1 < options.max_attempts else 0)
-        return _Outcome(DeliveryState.PENDING, error=f"transient: {error}")
-
-    # -- writer -------------------------------------------------------------------------
-
-    async def _record(self, job: Job, outcome: _Outcome) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._results.append((job, outcome, done))
-        self._results_ready.set()
-        await done
-
-    async def _writer(self) -> None:
-        """Group commit: every result that arrived while the last transaction ran goes in the
-        next one, at once (no timer), so the recording never lags the wire by more than one
-        commit."""
-        while True:
-            await self._results_ready.wait()
-            self._results_ready.clear()
-            if self._results:
-                results, self._results = self._results, []
-                try:
-                    await self._flush([(job, outcome) for job, outcome, _done in results])
-                except BaseException as exc:
-                    for _job, _outcome, done in results:
-                        if not done.done():
-                            done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for _job, _outcome, done in results:
-                    if not done.done():
-                        done.set_result(None)
-            if self._stopping and not self._results:
-                return
-
-    async def _flush(self, results: list[tuple[Job, _Outcome]]) -> None:
-        stamp = self.clock()
-        changes: list[dict] = []  # as Claimant.record takes them
-        for job, outcome in results:
-            changes.append({
-                "_id": job.delivery_id, "state": outcome.state, "provider_id": outcome.provider_id,
-                "segments": outcome.segments, "error": outcome.error,
-                "sent_at_us": stamp if outcome.state == DeliveryState.SENT else None, "updated_at_us": stamp,
-            })
-            if outcome.state == DeliveryState.SENT:
-                self.summary.sent += 1
-            elif outcome.state == DeliveryState.FAILED:
-                self.summary.failed += 1
-            else:
-                self.summary.retry_later += 1
-        self.metrics.record_deliveries(
-            self.tenant.code, self.channel,
-            Counter(
-                str(outcome_of(o.state, job.purpose)) for job, o in results if o.state in (DeliveryState.SENT, DeliveryState.FAILED)
-            ),
-        )
-        # In id order: concurrent writers of overlapping rows then lock them in one order.
-        changes.sort(key=lambda change: change["_id"])
-        blocks = [
-            ledger.block_event(job.contact_id, self.channel, job.address, outcome.block_cause, outcome.error or "", stamp)
-            for job, outcome in results
-            if outcome.block_cause
-        ]
-
-        async def record(conn: AsyncConnection) -> None:
-            await self.claims.record(conn, changes)
-            if blocks:
-                await record_events(conn, self.tenant.id, blocks, recorded_at_us=stamp)
-
-        if not blocks and self._sqlite_driver is not None:
-            async with self._write_lock:
-                await self.claims.record_on_sqlite(self._sqlite_driver, changes)
-        else:
-            await in_transaction(self.engine, record, lock=self._write_lock, connection=self._writer_conn)
-        self.observer("delivered", len(results))
+        return Result(DeliveryState.PENDING, error=f"transient: {error}")

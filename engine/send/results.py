@@ -1,0 +1,157 @@
+"""Recording what the transports said: one result per delivery, committed as replies arrive.
+
+A worker hands its result to the `ResultWriter` and waits until it is committed before it
+takes its next message, so whatever happens to the process, at most one sent-but-unrecorded
+message per worker exists (the floor of email, which SMTP cannot close: docs/sending.md).
+The writer group-commits: every result that arrived while the last transaction ran goes
+into the next one, at once, with no timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from engine.clock import Clock
+from engine.db import deliveries as ledger
+from engine.db.retry import in_transaction
+from engine.db.states import DeliveryState, outcome_of
+from engine.imports.ledger import record_events
+from engine.send.claims import Claimant
+from engine.send.content import Job
+from metrics import Instruments
+
+if TYPE_CHECKING:
+    from engine.send.pipeline import RunSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one delivery's transport call."""
+
+    state: DeliveryState  # sent | failed | pending (transient or not attempted)
+    provider_id: str | None = None
+    segments: int | None = None
+    error: str | None = None
+    block_cause: str | None = None
+
+
+# Not attempted because the claim lapsed: the row is left to whoever holds it now.
+WITHDRAWN = Result(DeliveryState.SENDING)
+
+
+class ResultWriter:
+    """Commits the results of one run's workers (see the module doc)."""
+
+    def __init__(
+        self, engine: AsyncEngine, claims: Claimant, tenant_id: int, tenant_code: str, channel: str, clock: Clock,
+        metrics: Instruments, summary: RunSummary, write_lock: asyncio.Lock, observer: Callable[[str, int], None],
+    ) -> None:
+        self.engine = engine
+        self.claims = claims
+        self.tenant_id = tenant_id
+        self.tenant_code = tenant_code
+        self.channel = channel
+        self.clock = clock
+        self.metrics = metrics
+        self.summary = summary
+        self.write_lock = write_lock
+        self.observer = observer
+        self._pending: list[tuple[Job, Result, asyncio.Future[None]]] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._conn: AsyncConnection | None = None
+        self._sqlite_driver: Any = None  # the connection's aiosqlite connection (SQLite only)
+
+    async def open(self) -> None:
+        """The writer's own connection for the whole run: a result commit is then one round
+        trip to the database, not a pool checkout, a commit and a reset."""
+        self._conn = await self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            self._sqlite_driver = (await self._conn.get_raw_connection()).driver_connection
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def record(self, job: Job, result: Result) -> None:
+        """Hand a result over; returns once it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, result, done))
+        self._ready.set()
+        await done
+
+    def stop(self) -> None:
+        """Drain what is pending, then end `run` (never cancel it: a flush cut in half would
+        lose results and leave a transaction open)."""
+        self._stopping = True
+        self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._flush([(job, result) for job, result, _done in batch])
+                except BaseException as exc:
+                    for _job, _result, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for _job, _result, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+            if self._stopping and not self._pending:
+                return
+
+    async def _flush(self, results: list[tuple[Job, Result]]) -> None:
+        stamp = self.clock()
+        summary = self.summary
+        changes: list[dict] = []  # as Claimant.record takes them
+        for job, result in results:
+            changes.append({
+                "_id": job.delivery_id, "state": result.state, "provider_id": result.provider_id,
+                "segments": result.segments, "error": result.error,
+                "sent_at_us": stamp if result.state == DeliveryState.SENT else None, "updated_at_us": stamp,
+            })
+            if result.state == DeliveryState.SENT:
+                summary.sent += 1
+            elif result.state == DeliveryState.FAILED:
+                summary.failed += 1
+            else:
+                summary.retry_later += 1
+        self.metrics.record_deliveries(
+            self.tenant_code, self.channel,
+            Counter(
+                str(outcome_of(r.state, job.purpose)) for job, r in results if r.state in (DeliveryState.SENT, DeliveryState.FAILED)
+            ),
+        )
+        # In id order: concurrent writers of overlapping rows then lock them in one order.
+        changes.sort(key=lambda change: change["_id"])
+        blocks = [
+            ledger.block_event(job.contact_id, self.channel, job.address, result.block_cause, result.error or "", stamp)
+            for job, result in results
+            if result.block_cause
+        ]
+
+        async def write(conn: AsyncConnection) -> None:
+            await self.claims.record(conn, changes)
+            if blocks:
+                await record_events(conn, self.tenant_id, blocks, recorded_at_us=stamp)
+
+        if not blocks and self._sqlite_driver is not None:
+            async with self.write_lock:
+                await self.claims.record_on_sqlite(self._sqlite_driver, changes)
+        else:
+            await in_transaction(self.engine, write, lock=self.write_lock, connection=self._conn)
+        self.observer("delivered", len(results))
