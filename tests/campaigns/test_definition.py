@@ -106,6 +106,9 @@ def test_tenant_defaults_are_filled_in(tmp_path):
     ("change", "expected"),
     [
         (("timezone: America/Los_Angeles", "timezone: Mars/Olympus"), ":5: timezone: 'Mars/Olympus' is not an IANA time zone"),
+        # A folder of the zone database, and a name too long for a file: located errors, not a crash.
+        (("timezone: America/Los_Angeles", "timezone: Etc"), ":5: timezone: 'Etc' is not an IANA time zone"),
+        (("timezone: America/Los_Angeles", "timezone: " + "A" * 300), ":5: timezone: '" + "A" * 300 + "' is not an IANA time zone"),
         (('start: "21:00"', 'start: "25:00"'), ":9: quiet_hours.start: '25:00' is not a time of day"),
         (("{mode: opt_out}", "{mode: sometimes}"), ":7: classes.marketing.mode:"),
         (("regime: opt_out", "regime: maybe"), ":3: regime:"),

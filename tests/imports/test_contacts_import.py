@@ -55,6 +55,19 @@ def test_the_tenants_country_reads_phone_numbers_without_one(workspace):
     assert workspace.points("C1", "globex")["phone"] == ("+442079460958", True, "Europe/London")
 
 
+def test_a_zone_database_folder_or_an_overlong_zone_is_a_bad_cell(workspace):
+    """`America` and `Etc` are folders of the zone database, and a 300-letter name is too
+    long for a file name: each must be reported on its line, not crash the import."""
+    path = workspace.contacts_file("C1,,,,,America,,,,,", "C2,,,,,Etc,,,,,", "C3,,,,," + "Z" * 300 + ",,,,,")
+    result = workspace.import_contacts(path)
+    assert result.code == 2
+    assert error_lines(result) == [
+        f"error: {path}:2: timezone: 'America' is not an IANA time zone (e.g. America/New_York)",
+        f"error: {path}:3: timezone: 'Etc' is not an IANA time zone (e.g. America/New_York)",
+        f"error: {path}:4: timezone: '{'Z' * 300}' is not an IANA time zone (e.g. America/New_York)",
+    ]
+
+
 def test_every_bad_row_is_reported_and_nothing_is_written(workspace):
     workspace.import_contacts(workspace.contacts_file("K1,Kept,,kept@example.com,,,,,,,", name="first.csv"))
     before = workspace.snapshot()
