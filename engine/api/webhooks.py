@@ -10,17 +10,18 @@ auth token, of the URL it requested and its POST parameters. The URL is rebuilt 
 proxy rewrites and an attacker chooses. A missing or wrong signature → 403, nothing read
 further, nothing recorded.
 
-Inbound (docs/api.md, "SMS keywords"): the whole message, case and punctuation ignored, is
-the keyword (engine/api/keywords.py).
+Inbound (docs/api.md, "SMS keywords"): engine/api/keywords.py classifies the body: a whole
+message that is a keyword (case and punctuation ignored), else a revocation in plain
+language (an opt-out word anywhere, or "please don't text me", "take me off your list").
 
-- STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT: a `block` of channel sms
-  on the sender's number (E.164) for every contact of the tenant with that number, method
-  `sms_keyword`, cause `sms_stop`, note = the message; the reply confirms it.
+- A revocation (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, or any
+  phrasing in the table of keywords.py): a `block` of channel sms on the sender's number
+  (E.164) for every contact of the tenant with that number, method `sms_keyword`, cause
+  `sms_stop`, note = the message; the one reply confirms it and says how to opt back in.
 - START, UNSTOP: an `unblock` of sms on that number; YES: the `unblock` and a `grant` of
   sms, class `*`, party `first` (the express consent the SMS opt-in request asks for).
 - HELP, INFO: nothing recorded; the reply says who we are and how to stop.
-- A longer message that contains an opt-out word: nothing recorded; the reply says how to
-  opt out. Anything else: an empty reply.
+- Anything else: nothing recorded, an empty reply (the conversation is the salesperson's).
 
 Status callbacks: `undelivered` / `failed` turn the delivery (found by MessageSid, within
 the tenant) `failed` with the error; error 21610 (the recipient replied STOP to the
@@ -60,7 +61,9 @@ _deliveries = Delivery.__table__
 # Twilio error codes that say the number must not be texted again, and the cause recorded.
 BLOCKING_ERRORS = {"21610": "carrier_unsubscribed"}
 # The answer to each kind of inbound message ({name}: the tenant's name); carriers require
-# one to STOP and HELP. None: an empty <Response/>, nothing is texted back.
+# one to STOP and HELP. None: an empty <Response/>, nothing is texted back. The answer to a
+# revocation is the only text it gets: no marketing, and how to opt back in (the FCC rule
+# allows one confirmation, sent within five minutes).
 REPLIES: dict[Keyword, str | None] = {
     Keyword.OPT_OUT: (
         "You have been unsubscribed and will receive no more messages from {name}. Reply START to resubscribe."
@@ -68,7 +71,6 @@ REPLIES: dict[Keyword, str | None] = {
     Keyword.RESUBSCRIBE: "You have been resubscribed to messages from {name}. Reply STOP to opt out.",
     Keyword.CONFIRM: "Thank you! {name} may now text you. Reply STOP to opt out at any time.",
     Keyword.HELP: "{name}: reply STOP to stop receiving texts, START to resubscribe. Msg & data rates may apply.",
-    Keyword.MENTIONS_OPT_OUT: "To stop receiving texts from {name}, reply STOP.",
     Keyword.NONE: None,
 }
 _RECORDED = frozenset({Keyword.OPT_OUT, Keyword.RESUBSCRIBE, Keyword.CONFIRM})

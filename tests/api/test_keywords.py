@@ -1,4 +1,5 @@
-"""SMS keyword classification: the whole message is the keyword, as carriers read it."""
+"""SMS keyword classification: a whole-message keyword as carriers read it, else a revocation in
+any words (the corpus is tests/api/test_revocation_corpus.py)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ CASES = [
     ("Yes!", Keyword.CONFIRM),
     ("help", Keyword.HELP),
     ("INFO?", Keyword.HELP),
-    ("please stop texting me", Keyword.MENTIONS_OPT_OUT),
-    ("I'll stop by Saturday", Keyword.MENTIONS_OPT_OUT),
-    ("opt me out, opt out", Keyword.MENTIONS_OPT_OUT),
+    # An opt-out word inside a longer reply revokes (it used to record nothing)...
+    ("please stop texting me", Keyword.OPT_OUT),
+    ("opt me out, opt out", Keyword.OPT_OUT),
+    ("yes please stop", Keyword.OPT_OUT),  # only a whole-message YES confirms
+    # ...unless an idiom says it is about something else.
+    ("I'll stop by Saturday", Keyword.NONE),
+    ("please start", Keyword.NONE),  # START, YES, HELP only as the whole message
     ("yes please", Keyword.NONE),
     ("Is the Civic still available?", Keyword.NONE),
     ("I will send it", Keyword.NONE),  # "end" only as a word of its own

@@ -52,10 +52,24 @@ async def test_stop_is_recorded_for_the_tenant_of_the_url_only(api: Api) -> None
     assert (event["external_id"], event["tenant_id"], event["address"]) == ("C1", api.tenants["acme-motors"].id, AVA)
 
 
-async def test_a_sentence_mentioning_stop_records_nothing_and_says_how_to_opt_out(api: Api) -> None:
-    async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, LIAM, "please stop texting me")) as response:
+@pytest.mark.parametrize("body", ["please stop texting me", "take me off your list", "Yes please stop"])
+async def test_a_revocation_in_plain_words_blocks_like_stop_with_one_confirmation(api: Api, body: str) -> None:
+    # Before plain-language revocation, "please stop texting me" recorded nothing.
+    async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, LIAM, body)) as response:
         assert response.status == 200
-        assert _reply(await response.text()) == ["To stop receiving texts from Acme Motors, reply STOP."]
+        [reply] = _reply(await response.text())
+    assert reply.endswith("Reply START to resubscribe.")
+    events = await api.events()
+    assert sorted(e["external_id"] for e in events) == ["C2", "C3"]
+    assert {(e["action"], e["channel"], e["address"], e["cause"], e["note"]) for e in events} == {
+        ("block", "sms", LIAM, "sms_stop", body)
+    }
+
+
+async def test_a_sentence_using_stop_as_a_visit_records_nothing(api: Api) -> None:
+    async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, LIAM, "I'll stop by Saturday")) as response:
+        assert response.status == 200
+        assert _reply(await response.text()) == []
     assert await api.events() == []
 
 
