@@ -35,13 +35,15 @@ from collections.abc import Mapping
 
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from engine.api.choices import record
 from engine.api.keywords import Keyword, classify
 from engine.api.services import Services, services
-from engine.db.models import Delivery
+from engine.db.models import Delivery, InboundMessage
 from engine.db.states import DeliveryState
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 _deliveries = Delivery.__table__
+_inbound = InboundMessage.__table__
 # Twilio error codes that say the number must not be texted again, and the cause recorded.
 BLOCKING_ERRORS = {"21610": "carrier_unsubscribed"}
 # The answer to each kind of inbound message ({name}: the tenant's name); carriers require
@@ -122,12 +125,18 @@ async def inbound(request: web.Request) -> web.Response:
     body = str(form.get("Body", ""))
     keyword = classify(body)
     if keyword in _RECORDED:
-        await _record_keyword(shared, tenant, keyword, str(form.get("From", "")), body)
+        sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
+        await _record_keyword(shared, tenant, keyword, str(form.get("From", "")), body, sid)
     reply = REPLIES[keyword]
     return _twiml(reply.format(name=tenant.name) if reply else None)
 
 
-async def _record_keyword(shared: Services, tenant: TenantRecord, keyword: Keyword, sender: str, body: str) -> None:
+async def _record_keyword(
+    shared: Services, tenant: TenantRecord, keyword: Keyword, sender: str, body: str, sid: str
+) -> None:
+    """Record what the text asks for, once per MessageSid. A replay (Twilio retrying a
+    webhook whose answer it lost, or someone resending a captured signed request) records
+    nothing; the reply still goes out, since Twilio may never have had the first one."""
     try:
         number, _valid, _zones = normalize_phone(sender, tenant.policy.get("country") or "US")
     except AddressError:
@@ -135,6 +144,9 @@ async def _record_keyword(shared: Services, tenant: TenantRecord, keyword: Keywo
         return
     now = shared.clock()
     async with shared.engine.begin() as conn:
+        if sid and not await _first_sight(conn, tenant.id, sid, now):
+            log.info("inbound %s for tenant %s: MessageSid %s already recorded", keyword.value, tenant.code, sid)
+            return
         contact_ids = await contact_ids_for_address(conn, tenant.id, "phone", number)
         events = [event for contact_id in contact_ids for event in _keyword_events(keyword, contact_id, number, body, now)]
         counts = await record(conn, tenant.id, events, now)
@@ -144,6 +156,18 @@ async def _record_keyword(shared: Services, tenant: TenantRecord, keyword: Keywo
         # The ledger is per contact: a number no contact has cannot be recorded. The reply
         # still goes out, as carriers require.
         log.warning("inbound %s for tenant %s from %s, which no contact has", keyword.value, tenant.code, number)
+
+
+async def _first_sight(conn: AsyncConnection, tenant_id: int, sid: str, now: int) -> bool:
+    """Note a MessageSid as acted on; False when it already was (the unique key decides,
+    so two concurrent deliveries of one webhook cannot both record)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = await conn.execute(
+        dialect.insert(_inbound).values(tenant_id=tenant_id, message_sid=sid[:64], received_at_us=now)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "message_sid"])
+        .returning(_inbound.c.id)
+    )
+    return inserted.first() is not None
 
 
 def _keyword_events(keyword: Keyword, contact_id: int, number: str, body: str, now: int) -> list[dict[str, object]]:

@@ -221,6 +221,20 @@ class Delivery(Base):
     first_claimed_at_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class InboundMessage(Base):
+    """An inbound text already acted on, by its MessageSid: a replayed (or retried) webhook
+    carrying the same MessageSid records nothing again, so a replayed YES cannot undo a
+    later STOP."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("tenant_id", "message_sid"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    message_sid: Mapped[str] = mapped_column(String(64))
+    received_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

@@ -8,6 +8,7 @@ are signed with twilio's RequestValidator, as Twilio signs them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,10 @@ class Api:
         return self.session.post(self.url(path), data=dict(params), headers={"X-Twilio-Signature": signature})
 
 
-def inbound_sms(tenant_number: str, sender: str, body: str, sid: str = "SM" + "1" * 32) -> dict[str, str]:
-    """The parameters of a Twilio incoming-message webhook."""
+def inbound_sms(tenant_number: str, sender: str, body: str, sid: str | None = None) -> dict[str, str]:
+    """The parameters of a Twilio incoming-message webhook; each message its own MessageSid,
+    as Twilio gives (pass `sid` to replay one)."""
+    sid = sid or "SM" + uuid.uuid4().hex
     return {
         "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "LOS ANGELES",
         "FromZip": "90012", "SmsSid": sid, "FromState": "CA", "SmsStatus": "received", "FromCity": "LOS ANGELES",

@@ -108,6 +108,36 @@ async def test_yes_unblocks_and_grants_sms_and_ends_the_opt_in_wait(api: Api) ->
         assert (await response.json())["decision"]["decision"] == "send"
 
 
+async def test_a_replayed_yes_never_undoes_a_later_stop(api: Api) -> None:
+    """Webhooks are recorded once per MessageSid: replaying a captured, validly signed YES
+    (or Twilio retrying it) after the customer's STOP records nothing, and the number stays
+    blocked. The reply still goes out: Twilio may never have received the first one."""
+    sales = api.auth("acme-motors", "sales")
+    explain = "/api/v1/contacts/C1/explain?channel=sms&class=marketing&kind=individual"
+    yes = inbound_sms(ACME_NUMBER, AVA, "YES")
+    async with api.twilio_post(INBOUND, yes):
+        pass
+    async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, AVA, "STOP")):
+        pass
+    for _ in range(2):
+        async with api.twilio_post(INBOUND, yes) as response:
+            assert response.status == 200
+            [reply] = _reply(await response.text())
+        assert "Acme Motors" in reply
+    assert [e["action"] for e in await api.events()] == ["unblock", "grant", "block"]
+    async with api.session.get(api.url(explain), headers=sales) as response:
+        assert (await response.json())["decision"]["reason"] == "do_not_contact"
+
+
+async def test_a_replayed_stop_is_recorded_once(api: Api) -> None:
+    stop = inbound_sms(ACME_NUMBER, LIAM, "STOP")
+    for _ in range(3):
+        async with api.twilio_post(INBOUND, stop) as response:
+            assert response.status == 200
+    # Liam's number belongs to two contacts: one block each, recorded once.
+    assert [e["action"] for e in await api.events()] == ["block", "block"]
+
+
 async def test_start_unblocks_without_granting(api: Api) -> None:
     async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, AVA, "stop")):
         pass
