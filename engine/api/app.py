@@ -4,7 +4,7 @@ Routes (docs/api.md):
 
     GET  POST /u/{token}                        one-click unsubscribe (RFC 8058)
     GET  POST /p/{token}                        preference centre
-    POST      /webhooks/twilio/{tenant}/inbound SMS keywords (STOP, START, YES, HELP)
+    POST      /webhooks/twilio/{tenant}/inbound SMS keywords and plain-language revocations
     POST      /webhooks/twilio/{tenant}/status  delivery status callbacks
     GET       /api/v1/contacts/{id}/explain     (API key) every rule's verdict
     POST      /api/v1/campaigns/check           (API key) dry run of a definition
