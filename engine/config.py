@@ -5,10 +5,12 @@ This is the only module that reads os.environ.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 DEFAULT_URL = "sqlite+aiosqlite:///./consentry.db"
 
@@ -41,6 +43,24 @@ class Settings:
     # the most a killed or frozen runner's messages wait before another runner reclaims them.
     claim_ttl_s: float = 30.0
 
+    def unsafe_off_loopback(self, host: str) -> list[str]:
+        """The settings that still have their public defaults, when this service can be
+        reached from off this machine (listening on, or published at, a non-loopback
+        address). Their defaults are in the source code: with them anyone could forge an
+        unsubscribe link or a Twilio webhook. Empty when loopback only, or all are set."""
+        published = urlsplit(self.public_url).hostname or ""
+        if _is_loopback(host) and _is_loopback(published):
+            return []
+        d = Settings()
+        return [
+            name for name, value, default in (
+                ("CONSENTRY_PUBLIC_URL", self.public_url, d.public_url),
+                ("CONSENTRY_SECRET", self.secret, d.secret),
+                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token, d.twilio_auth_token),
+            )
+            if value == default or not value
+        ]
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
@@ -62,6 +82,15 @@ class Settings:
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: reachable from wherever it resolves
 
 
 def _number(env: Mapping[str, str], key: str, default: N, kind: type[N]) -> N:

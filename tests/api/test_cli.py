@@ -85,3 +85,30 @@ def test_keys_and_serve(tmp_path: Path) -> None:
 
     code, output = asyncio.run(_with_server(url, key_is_refused))
     assert code == 0, output
+
+
+def test_serve_refuses_to_listen_off_loopback_with_public_default_secrets(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Off loopback, the defaults in the source would let anyone forge unsubscribe links and
+    Twilio webhooks: `serve` names what to set and exits 2 before listening."""
+    for name in ("CONSENTRY_SECRET", "TWILIO_AUTH_TOKEN", "CONSENTRY_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite+aiosqlite:///{tmp_path}/serve.db"
+    # Published at a public URL, though listening on loopback (behind a proxy): still refused.
+    monkeypatch.setenv("CONSENTRY_PUBLIC_URL", "https://consent.acme.example")
+    refused = consentry("serve", "--port", "0", "--db", url)
+    assert refused.code == 2
+    assert "CONSENTRY_SECRET, TWILIO_AUTH_TOKEN still have their public defaults" in refused.err
+
+
+def test_which_settings_must_be_set_off_loopback() -> None:
+    from engine.config import Settings
+
+    defaults = Settings()
+    assert defaults.unsafe_off_loopback("127.0.0.1") == []
+    assert defaults.unsafe_off_loopback("::1") == []
+    assert defaults.unsafe_off_loopback("0.0.0.0") == ["CONSENTRY_PUBLIC_URL", "CONSENTRY_SECRET", "TWILIO_AUTH_TOKEN"]
+    configured = Settings(public_url="https://consent.acme.example", secret="s" * 64, twilio_auth_token="t" * 32)
+    assert configured.unsafe_off_loopback("0.0.0.0") == []
+    assert Settings(public_url="https://consent.acme.example").unsafe_off_loopback("127.0.0.1") == [
+        "CONSENTRY_SECRET", "TWILIO_AUTH_TOKEN"
+    ]
