@@ -3,7 +3,7 @@
 A clock is a callable returning microseconds since the Unix epoch, UTC. Commands build one
 at start-up (the wall clock, or a clock that starts at a later `--at` and runs at the wall
 clock's pace) and pass it down; nothing else reads wall time. Tests inject a clock moved a
-year ahead, or a frozen one, and the whole product follows it.
+year ahead, and the whole product follows it.
 
 Durations (timeouts, benchmarks, progress) use `time.monotonic` / `perf_counter`, which are
 not instants and are never recorded.
@@ -21,11 +21,6 @@ Clock = Callable[[], int]
 def system_clock() -> int:
     """The wall clock. Only call it through a `Clock` that was passed to you."""
     return time.time_ns() // 1000
-
-
-def fixed_clock(at_us: int) -> Clock:
-    """A frozen clock: every reading is `at_us` (replays, deterministic tests)."""
-    return lambda: at_us
 
 
 def shifted_clock(start_us: int, base: Clock = system_clock) -> Clock:

@@ -127,14 +127,13 @@ def block_event(contact_id: int, channel: str, address: str | None, cause: str, 
     }
 
 
-async def held_elsewhere(conn: AsyncConnection, tenant_id: int, campaign_id: int, token: int | None, now_us: int) -> int:
-    """Rows of the campaign that another runner holds a live claim on right now."""
+async def held_elsewhere(conn: AsyncConnection, tenant_id: int, campaign_id: int, now_us: int) -> int:
+    """Rows of the campaign under a live claim right now (called once a runner's own claims
+    are recorded or released: whoever holds them is another runner)."""
     query = select(func.count()).where(
         _d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.state == DeliveryState.SENDING,
         _d.c.claim_until_us >= now_us,
     )
-    if token is not None:
-        query = query.where(_d.c.claim_token != token)
     return int((await conn.execute(query)).scalar_one())
 
 

@@ -24,13 +24,6 @@ class DeliveryState(StrEnum):
     SUPPRESSED = "suppressed"
     DEFERRED = "deferred"
 
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SUPPRESSED})
-FINAL_STATES = tuple(sorted(_FINAL))
 # What gating may (re)decide: a row nobody holds and that has no final outcome.
 OPEN_STATES = (DeliveryState.PENDING, DeliveryState.DEFERRED)
 

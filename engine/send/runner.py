@@ -159,7 +159,7 @@ async def settle(
     """Count the ledger and set the campaign's status from it."""
     async with engine.begin() as conn:
         counts = await ledger.counts_by_state(conn, tenant.id, record.id)
-        held = await ledger.held_elsewhere(conn, tenant.id, record.id, None, (lease_clock or clock)())
+        held = await ledger.held_elsewhere(conn, tenant.id, record.id, (lease_clock or clock)())
         result = SendResult(record, summary, CampaignStatus.RUNNING, counts, held)
         if held:
             status = CampaignStatus.RUNNING
