@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_check --contacts 100000 1000000 --db sqlite
     .venv/bin/python -m bench.bench_check --contacts 100000 1000000 --db postgres
 
-For each audience size: generates a dealership (engine/sample_data.py: ~0.7 ledger events
+For each audience size: generates a dealership (engine/demo/sample_data.py: ~0.7 ledger events
 per contact, every gating rule represented), imports it with the real CLI, then, each in a
 fresh process so peak RSS is its own:
 
@@ -89,7 +89,7 @@ async def read_floor(url: str, tenant: str) -> dict:
 
 
 def prepare(directory: Path, contacts: int, url: str, env: dict[str, str]) -> Path:
-    from engine.sample_data import write_dealership
+    from engine.demo.sample_data import write_dealership
 
     data = write_dealership(directory, contacts=contacts, seed=42, now=NOW)
     cli = [sys.executable, "-m", "engine"]

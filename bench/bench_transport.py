@@ -92,7 +92,7 @@ class ServerProcess:
 
 
 def capture_server(kind: str, store: Path, latency_ms: float) -> ServerProcess:
-    code = "from engine.cli_capture import capture; capture(prog_name='consentry capture')"
+    code = "from engine.cli.capture import capture; capture(prog_name='consentry capture')"
     return ServerProcess(f"capture {kind}", [
         sys.executable, "-c", code, kind, "--port", "0", "--store", str(store),
         "--latency-ms", str(latency_ms),

@@ -15,8 +15,8 @@ from engine.api.auth import Caller, Permission, requires
 from engine.api.problems import problem
 from engine.api.requests import at_param, json_object, own_tenant
 from engine.api.services import services
-from engine.check import check_campaign
 from engine.db.tenants import load_tenant
+from engine.gate.check import check_campaign
 from engine.send.launch import find_campaign
 from engine.send.report import status
 from engine.timeutil import iso_z

@@ -1,7 +1,7 @@
 """GET /api/v1/contacts/{external_id}/explain: why a contact would (not) get a message.
 
 Every rule of the gating table with its verdict and the ledger events it used
-(engine.explain.explain_contact), for the caller's tenant only: a contact of another tenant
+(engine.gate.explain.explain_contact), for the caller's tenant only: a contact of another tenant
 is "not found", exactly like one that does not exist.
 """
 
@@ -16,7 +16,7 @@ from engine.api.problems import input_problem
 from engine.api.requests import at_param, choice_param
 from engine.api.services import services
 from engine.errors import InputError
-from engine.explain import explain_contact
+from engine.gate.explain import explain_contact
 
 __all__ = ["routes"]
 

@@ -61,7 +61,7 @@ def query(db: str, statement: str, **params) -> list[tuple]:  # noqa: ANN003
 
 def dealership(tmp_path: Path, db: str, contacts: int, seed: int, rate: int, *, cap_one: bool = False):  # noqa: ANN201
     """The sample dealership, dated relative to now, imported into `db`."""
-    from engine.sample_data import write_dealership
+    from engine.demo.sample_data import write_dealership
 
     data = write_dealership(tmp_path / "d", contacts=contacts, seed=seed, rate=rate, now=datetime.now(UTC))
     policy = data.tenant_yaml.read_text()

@@ -53,7 +53,7 @@ def _wait(condition, timeout: float, what: str) -> None:  # noqa: ANN001
 def _dealership(tmp_path, db: str, contacts: int):  # noqa: ANN001, ANN202
     from datetime import UTC, datetime
 
-    from engine.sample_data import write_dealership
+    from engine.demo.sample_data import write_dealership
 
     data = write_dealership(tmp_path / "d", contacts=contacts, seed=5, now=datetime.fromtimestamp(system_clock() / 1e6, UTC))
     # Sent at now: without quiet hours, what goes out does not depend on the hour of the run.

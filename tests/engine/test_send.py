@@ -192,7 +192,7 @@ def test_individual_replies_reach_the_opted_out_but_never_a_stop(dealership, cap
 
 def test_a_stop_recorded_mid_campaign_is_honoured(tmp_path, sqlite_url, capture):
     """Each batch is gated just before it is sent, not when the campaign is launched."""
-    from engine.sample_data import write_dealership
+    from engine.demo.sample_data import write_dealership
 
     data = write_dealership(tmp_path / "d", contacts=60, seed=3, now=datetime.now(UTC))  # sent at the wall clock
     db = sqlite_url
@@ -223,7 +223,7 @@ def test_a_stop_recorded_mid_campaign_is_honoured(tmp_path, sqlite_url, capture)
 @pytest.mark.parametrize("channel", ["email", "sms"])
 def test_exactly_once_across_kill_9(tmp_path, sqlite_url, capture, channel):
     """Kill the sending process mid-campaign, resume: every recipient got exactly one message."""
-    from engine.sample_data import write_dealership
+    from engine.demo.sample_data import write_dealership
 
     data = write_dealership(tmp_path / "d", contacts=400, seed=11, now=AT_INSTANT)  # sent at AT
     db = sqlite_url

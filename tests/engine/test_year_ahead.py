@@ -16,12 +16,12 @@ import pytest
 
 from campaigns.definition import load_campaign
 from campaigns.tenant_file import load_tenant_file
-from engine.check import check_campaign
 from engine.clock import offset_clock, system_clock
 from engine.config import Settings
 from engine.db.migrate import upgrade
 from engine.db.session import make_engine
 from engine.db.tenants import apply_policy
+from engine.gate.check import check_campaign
 from engine.imports import import_consent_events, import_contacts
 from engine.send.pipeline import SendOptions
 from engine.send.report import export

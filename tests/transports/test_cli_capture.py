@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.capture.store import read_messages
-from engine.cli_capture import capture
+from engine.cli.capture import capture
 from engine.transports import PermanentError, SmtpPool, TwilioSms
 from tests.transports.email_samples import make_message
 
@@ -57,7 +57,7 @@ def test_list_of_an_empty_store(tmp_path: Path) -> None:
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from engine.cli_capture import capture; capture(prog_name='consentry capture')",
+        sys.executable, "-c", "from engine.cli.capture import capture; capture(prog_name='consentry capture')",
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None

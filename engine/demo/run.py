@@ -28,7 +28,7 @@ import aiohttp
 
 from engine.capture import SmsCaptureServer, SmtpCaptureServer
 from engine.clock import system_clock
-from engine.sample_data import write_dealership
+from engine.demo.sample_data import write_dealership
 from engine.timeutil import from_us
 
 
@@ -181,6 +181,3 @@ def main() -> None:
     args = parser.parse_args()
     asyncio.run(demo(args.dir.resolve(), args.contacts, now=from_us(system_clock())))
 
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from engine.cli_common import Context, common_options, pass_context, report_error, run
+from engine.cli.common import Context, common_options, pass_context, report_error, run
 from engine.clock import Clock, system_clock
 
 
@@ -15,15 +15,15 @@ class LazyGroup(click.Group):
     not pay for aiohttp, twilio and the capture servers."""
 
     lazy = {
-        "contacts": "engine.cli_import:contacts",
-        "consent": "engine.cli_import:consent",
-        "campaign": "engine.cli_campaign:campaign",
-        "explain": "engine.cli_campaign:explain",
-        "send": "engine.cli_send:send",
-        "capture": "engine.cli_capture:capture",
-        "serve": "engine.cli_serve:serve",
-        "keys": "engine.cli_serve:keys",
-        "worker": "engine.cli_worker:worker",
+        "contacts": "engine.cli.imports:contacts",
+        "consent": "engine.cli.imports:consent",
+        "campaign": "engine.cli.campaign:campaign",
+        "explain": "engine.cli.campaign:explain",
+        "send": "engine.cli.send:send",
+        "capture": "engine.cli.capture:capture",
+        "serve": "engine.cli.serve:serve",
+        "keys": "engine.cli.serve:keys",
+        "worker": "engine.cli.worker:worker",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import click
 
-from engine.cli_common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, run
 from engine.clock import Clock, shifted_clock
 from engine.errors import InputError
 from engine.timeutil import iso_z, parse_instant
@@ -72,8 +72,8 @@ def campaign() -> None:
 def campaign_check(ctx: Context, path: str, at: str | None, out: str | None, batch_size: int, as_json: bool) -> None:
     """Dry run: who would be reached, and why not the others. Records nothing."""
     from campaigns.definition import load_campaign
-    from engine.check import check_campaign
     from engine.db.session import make_engine
+    from engine.gate.check import check_campaign
     from engine.send.campaign_inputs import tenant_for
 
     definition = load_campaign(path)
@@ -144,7 +144,7 @@ def _print_report(code: str, at_us: int, report, out: str | None) -> None:  # no
 def explain(ctx: Context, tenant: str, external_id: str, channel: str, class_code: str, party: str, kind: str, at: str | None, as_json: bool) -> None:
     """Why a contact would or would not get a message: every rule, its verdict, its evidence."""
     from engine.db.session import make_engine
-    from engine.explain import explain_contact
+    from engine.gate.explain import explain_contact
 
     at_us = parse_at(at, ctx.clock)
 

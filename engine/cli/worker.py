@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli_common import Context, common_options, pass_context
+from engine.cli.common import Context, common_options, pass_context
 
 
 @click.command("worker")

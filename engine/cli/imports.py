@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from engine.cli_common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, run
 from engine.imports.parallel import DEFAULT_WORKERS
 
 

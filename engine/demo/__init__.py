@@ -1,0 +1,1 @@
+"""`make demo`: the whole job on the embedded defaults (`python -m engine.demo`)."""

@@ -1,0 +1,3 @@
+from engine.demo.run import main
+
+main()
