@@ -167,8 +167,9 @@ def _measure(kind: str, path: str, url: str, workers: int) -> dict:
         import_consent_events,
         import_contacts,
     )
+    from gating import TenantPolicy
 
-    policy = parse_tenant_text(TENANT_YAML)
+    policy = TenantPolicy.from_mapping(parse_tenant_text(TENANT_YAML))
 
     async def run():
         if kind == "check-contacts":

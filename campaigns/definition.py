@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from campaigns.errors import InputError, InputErrors
 from campaigns.yaml_source import YamlSource, load_yaml, located, parse_yaml
+from gating import TenantPolicy
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -176,8 +177,8 @@ def _validate(source: YamlSource, directory: Path) -> CampaignDefinition:
     return CampaignDefinition(model, source, directory)
 
 
-def validate_against_policy(definition: CampaignDefinition, policy: dict[str, Any]) -> None:
+def validate_against_policy(definition: CampaignDefinition, policy: TenantPolicy) -> None:
     """The class must exist in the tenant's policy (FORMATS.md: exit 2 otherwise)."""
-    if definition.class_code not in policy["classes"]:
-        known = ", ".join(sorted(policy["classes"]))
+    if definition.class_code not in policy.classes:
+        known = ", ".join(sorted(policy.classes))
         raise InputErrors([definition.error("class", f"class {definition.class_code!r} is not in tenant {definition.tenant!r}'s policy (known: {known})")])

@@ -18,16 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from campaigns.errors import InputErrors
 from campaigns.yaml_source import YamlSource, load_yaml, parse_yaml, pydantic_errors
+from gating.policy import (
+    DEFAULT_CLASSES,
+    DEFAULT_OPT_IN_MESSAGE,
+    DEFAULT_OPT_OUT_FOOTER,
+    DEFAULT_REVIEW_PERIOD_DAYS,
+)
 
 Channel = Literal["email", "sms", "voice", "letter", "social"]
 Mode = Literal["opt_in", "opt_out", "exempt"]
 
-DEFAULT_OPT_IN_MESSAGE = (
-    "Hi {{ first_name }}, this is {{ agent_name }} from {{ tenant_name }}. Thanks for "
-    "contacting us! Please reply YES to confirm it's OK to text you about your inquiry. "
-    "Msg & data rates may apply. Reply STOP to cancel."
-)
-DEFAULT_OPT_OUT_FOOTER = "Reply STOP to opt out of texts from this number."
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -48,7 +48,7 @@ class SmsSpec(_Strict):
 
 
 class ReviewSpec(_Strict):
-    period_days: int = Field(default=183, gt=0)
+    period_days: int = Field(default=DEFAULT_REVIEW_PERIOD_DAYS, gt=0)
     enforce: bool = False
 
 
@@ -71,12 +71,8 @@ class FrequencyCap(_Strict):
 
 
 def _default_classes() -> dict[str, ClassSpec]:
-    return {
-        "marketing": ClassSpec(mode="opt_out"),
-        "service": ClassSpec(mode="opt_out"),
-        "survey": ClassSpec(mode="opt_out"),
-        "transactional": ClassSpec(mode="exempt"),
-    }
+    # gating's defaults: the consent classes follow the regime, transactional is exempt.
+    return {code: ClassSpec.model_validate(spec) for code, spec in DEFAULT_CLASSES.items()}
 
 
 class TenantFile(_Strict):

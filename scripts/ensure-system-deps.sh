@@ -3,6 +3,7 @@
 #   - redis-server
 #   - PostgreSQL server binaries (initdb, postgres, pg_ctl), on PATH or in
 #     /usr/lib/postgresql/<version>/bin (Debian does not put initdb on PATH)
+#   - Chromium and its WebDriver (Debian's chromium, chromium-driver): the pages' browser tests
 #   - the `postgres` system user (PostgreSQL refuses to run as root, so the tests run it
 #     as this user when they are root)
 #   - with --bootstrap, also what `make test` needs before it can create the venv: make and a
@@ -49,6 +50,8 @@ have_python_with_venv() {
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 have_postgres_binaries || packages+=(postgresql)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 if $bootstrap; then
     command -v make >/dev/null 2>&1 || packages+=(make)
     have_python_with_venv || packages+=(python3 python3-venv)
@@ -107,3 +110,4 @@ fi
 # Check the result rather than trusting apt's exit status alone.
 command -v redis-server >/dev/null 2>&1 || { echo "ensure-system-deps: redis-server still missing" >&2; exit 1; }
 have_postgres_binaries || { echo "ensure-system-deps: PostgreSQL binaries still missing" >&2; exit 1; }
+command -v chromedriver >/dev/null 2>&1 || { echo "ensure-system-deps: chromedriver still missing" >&2; exit 1; }

@@ -1,12 +1,10 @@
-"""A recipient's own choices on one channel: read them from the ledger, record changes.
+"""A recipient's own choices: read them through gating, record changes.
 
 The unsubscribe link and the preference centre show and change `grant` / `revoke` events
-of one contact on one channel, at the address the link was sent to (DESIGN.md 1: "at
-contact level, or for one address"). Reading follows the ledger rule of DESIGN.md 2 for
-those two actions: for a (channel, class, party) the most recent covering event wins,
-address-level and contact-level alike, `*` covering every value, events dated after `now`
-not yet in force. Blocks and the contact-wide opt-out are other layers and are not shown
-here: a page that showed "unsubscribed" after a hard bounce would not round-trip.
+of one contact. They never read the ledger themselves: `load_choices` loads the contact as
+each channel's campaign loader sees it (engine/db/batches.py `load_contact`) and asks
+`gating.channel_choices`, so a ticked box is exactly "a bulk message of this class, from
+this party, on this channel passes the consent rules" (docs/api.md, "Preference centre").
 
 Writers of one contact are serialised (a lock on the contact row in PostgreSQL, and one per
 contact in this process for SQLite, whose writers already queue on the file), so a person's
@@ -16,100 +14,59 @@ click and a mailbox provider's one-click POST arriving together record one revok
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.api.recipients import Recipient
-from engine.db.models import ConsentEvent, Contact
+from engine.db.batches import load_contact
+from engine.db.models import ConsentWording, Contact
 from engine.imports import record_events
+from gating.preferences import Choice, channel_choices
 
 __all__ = [
-    "ChoiceEvent",
-    "choosable_classes",
-    "class_states",
-    "is_unsubscribed",
     "load_choices",
     "locked_recipient",
     "record",
+    "remember_wording",
 ]
 
-_events = ConsentEvent.__table__
 _contacts = Contact.__table__
+_wordings = ConsentWording.__table__
 _locks: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
-@dataclass(frozen=True, slots=True)
-class ChoiceEvent:
-    action: str  # grant | revoke
-    class_code: str
-    party: str
+async def load_choices(
+    conn: AsyncConnection, recipient: Recipient, now_us: int, channels: Iterable[str]
+) -> list[Choice]:
+    """Every choosable class x party on each of `channels`, as gating reads the ledger."""
+    channels = tuple(channels)
+    loaded = await load_contact(conn, recipient.tenant.id, recipient.contact_id, channels, now_us)
+    if loaded is None:
+        return []
+    rows, ledger = loaded
+    choices: list[Choice] = []
+    for channel in channels:
+        choices += channel_choices(recipient.tenant.policy, channel, rows[channel], ledger, now_us)
+    return choices
 
 
-def _covers(value: str | None, wanted: str) -> bool:
-    return value in (None, "*", wanted)
-
-
-def choosable_classes(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(class, mode) of every class a recipient can choose: exempt ones need no consent."""
-    regime = policy.get("regime", "opt_out")
-    chosen = []
-    for code, spec in policy["classes"].items():
-        mode = (spec or {}).get("mode") or regime
-        if mode != "exempt":
-            chosen.append((code, mode))
-    return chosen
-
-
-async def load_choices(conn: AsyncConnection, recipient: Recipient, now_us: int) -> list[ChoiceEvent]:
-    """The contact's grant/revoke events on the link's channel, oldest first."""
-    where_address: ColumnElement[bool] = _events.c.address.is_(None)
-    if recipient.address is not None:
-        where_address = or_(where_address, _events.c.address == recipient.address)
-    rows = await conn.execute(
-        select(_events.c.action, _events.c.class_code, _events.c.party)
-        .where(
-            _events.c.tenant_id == recipient.tenant.id,
-            _events.c.contact_id == recipient.contact_id,
-            _events.c.action.in_(("grant", "revoke")),
-            _events.c.channel.in_((recipient.channel, "*")),
-            _events.c.occurred_at_us <= now_us,
-            where_address,
-        )
-        .order_by(_events.c.occurred_at_us, _events.c.id)
+async def remember_wording(conn: AsyncConnection, tenant_id: int, wording_id: str, text: str, now_us: int) -> str:
+    """Keep `text` as a version of `wording_id` (once) and return that version."""
+    version = hashlib.sha256(text.encode()).hexdigest()[:16]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(
+        dialect.insert(_wordings)
+        .values(tenant_id=tenant_id, wording_id=wording_id, version=version, text=text, first_shown_at_us=now_us)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "wording_id", "version"])
     )
-    return [ChoiceEvent(r.action, r.class_code or "*", r.party or "*") for r in rows]
-
-
-def class_states(events: Iterable[ChoiceEvent], classes: Iterable[tuple[str, str]], party: str = "first") -> dict[str, bool]:
-    """class → subscribed, for first-party messages: the latest covering event decides;
-    with none, an `opt_out` class is subscribed and an `opt_in` class is not."""
-    states = {code: mode == "opt_out" for code, mode in classes}
-    for event in events:
-        if not _covers(event.party, party):
-            continue
-        for code in states:
-            if _covers(event.class_code, code):
-                states[code] = event.action == "grant"
-    return states
-
-
-def is_unsubscribed(events: Iterable[ChoiceEvent]) -> bool:
-    """True when a revoke of everything (class `*`, party `*`) has not been followed by
-    any grant: a further unsubscribe would change nothing."""
-    unsubscribed = False
-    for event in events:
-        if event.action == "revoke" and event.class_code == "*" and event.party == "*":
-            unsubscribed = True
-        elif event.action == "grant":
-            unsubscribed = False
-    return unsubscribed
+    return version
 
 
 @asynccontextmanager

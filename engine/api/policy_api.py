@@ -31,7 +31,7 @@ routes = web.RouteTableDef()
 async def read_policy(request: web.Request, caller: Caller) -> web.Response:
     async with services(request).engine.connect() as conn:
         tenant = await load_tenant(conn, caller.tenant_code)
-    return web.json_response({"tenant": tenant.code, "policy_version": tenant.policy_version, "policy": tenant.policy})
+    return web.json_response({"tenant": tenant.code, "policy_version": tenant.policy_version, "policy": tenant.document})
 
 
 @routes.put("/api/v1/tenant/policy")
@@ -47,5 +47,5 @@ async def write_policy(request: web.Request, caller: Caller) -> web.Response:
         log.info("tenant %s: policy version %d applied by API key %d (%s)", tenant.code, tenant.policy_version,
                  caller.key_id, caller.key_name)
     return web.json_response(
-        {"tenant": tenant.code, "policy_version": tenant.policy_version, "changed": changed, "policy": tenant.policy}
+        {"tenant": tenant.code, "policy_version": tenant.policy_version, "changed": changed, "policy": tenant.document}
     )

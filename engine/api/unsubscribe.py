@@ -11,8 +11,8 @@ not an `opt_out`, which would reach across channels the person did not unsubscri
 - POST with `List-Unsubscribe=One-Click` (what mailbox providers send, and what the
   confirmation page's button sends) records the revoke and shows the "unsubscribed" page.
   It needs no cookie and no login: the signed token is the authority.
-- A second POST records nothing new: the address is already unsubscribed from everything
-  on that channel unless a grant came after the revoke.
+- A second POST records nothing new: gating reads every class and party on that channel
+  as revoked at the address, unless a grant came after the revoke.
 - A token that does not verify → 404, nothing recorded.
 """
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.api.choices import is_unsubscribed, load_choices, locked_recipient, record
+from engine.api.choices import load_choices, locked_recipient, record
 from engine.api.html import link_not_found, page_response
 from engine.api.recipients import Recipient, mask_address, recipient_for_token
 from engine.api.services import services
 from engine.render import preferences_url
+from gating.preferences import fully_revoked
 
 __all__ = ["ONE_CLICK", "routes"]
 
@@ -71,7 +72,7 @@ async def one_click(request: web.Request) -> web.Response:
     shared = services(request)
     now = shared.clock()
     async with locked_recipient(shared.engine, recipient) as conn:
-        if is_unsubscribed(await load_choices(conn, recipient, now)):
+        if fully_revoked(await load_choices(conn, recipient, now, [recipient.channel])):
             counts = None
         else:
             counts = await record(conn, recipient.tenant.id, [_revoke_everything(recipient, now)], now)

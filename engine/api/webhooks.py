@@ -138,7 +138,7 @@ async def _record_keyword(
     webhook whose answer it lost, or someone resending a captured signed request) records
     nothing; the reply still goes out, since Twilio may never have had the first one."""
     try:
-        number, _valid, _zones = normalize_phone(sender, tenant.policy.get("country") or "US")
+        number, _valid, _zones = normalize_phone(sender, tenant.policy.country)
     except AddressError:
         log.warning("inbound %s for tenant %s from an unreadable number %r", keyword.value, tenant.code, sender)
         return

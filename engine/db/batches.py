@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from campaigns.definition import Audience
 from engine.db.models import ConsentEvent, Contact, ContactPoint, Delivery
 from engine.db.states import DeliveryState, Kind
-
-CHANNEL_KIND = {"email": "email", "sms": "phone", "voice": "phone"}
+from gating.message import ADDRESS_KIND
 
 _point = ContactPoint.__table__
 _other = aliased(ContactPoint.__table__, name="other_point")
@@ -58,7 +57,7 @@ class Batch:
 
 
 def _contact_query(tenant_id: int, channel: str, audience: Audience):
-    kind = CHANNEL_KIND[channel]
+    kind = ADDRESS_KIND.get(channel)  # letter and social have no address of their own
     shared = exists(
         select(1)
         .select_from(_other)
@@ -211,6 +210,31 @@ async def load_one(
         return await anext(batches, None)
     finally:
         await batches.aclose()
+
+
+async def load_contact(
+    conn: AsyncConnection, tenant_id: int, contact_id: int, channels: Iterable[str], now_us: int
+) -> tuple[dict[str, tuple], list[tuple]] | None:
+    """One contact as each channel's campaign loader sees it (its address there) and its
+    ledger up to `now_us`, read on the caller's connection: the preference centre's input
+    for `gating.channel_choices`. None if the contact does not exist."""
+    rows = {}
+    for channel in channels:
+        query = _contact_query(tenant_id, channel, Audience()).where(_contacts.c.id == contact_id)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        rows[channel] = tuple(row)
+    ledger = (
+        await conn.execute(
+            select(_events.c.contact_id, _events.c.id, _events.c.action, _events.c.channel, _events.c.class_code,
+                   _events.c.party, _events.c.address, _events.c.occurred_at_us)
+            .where(_events.c.tenant_id == tenant_id, _events.c.contact_id == contact_id,
+                   _events.c.occurred_at_us <= now_us)
+            .order_by(_events.c.occurred_at_us, _events.c.id)
+        )
+    ).all()
+    return rows, [tuple(row) for row in ledger]
 
 
 async def iter_bounds(

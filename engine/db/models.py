@@ -148,6 +148,28 @@ class ConsentEvent(Base):
     # Set on suppressions the system records itself: hard_bounce, spam_complaint,
     # carrier_unsubscribed, invalid_number, sms_keyword...
     cause: Mapped[str | None] = mapped_column(String(64))
+    # What the person was shown when they chose (GDPR Art. 7(1): consent must be
+    # demonstrable): the wording's id and version, the text itself in consent_wordings.
+    wording_id: Mapped[str | None] = mapped_column(String(64))
+    wording_version: Mapped[str | None] = mapped_column(String(32))
+
+
+class ConsentWording(Base):
+    """Each version of a wording a person was shown when giving or changing consent.
+
+    The version is a digest of the text, so the same words always get the same version and
+    a changed word gets a new one: nobody has to remember to bump a number.
+    """
+
+    __tablename__ = "consent_wordings"
+    __table_args__ = (UniqueConstraint("tenant_id", "wording_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    wording_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    first_shown_at_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class Campaign(Base):

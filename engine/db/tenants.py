@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -12,15 +12,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.clock import Clock, system_clock
 from engine.db.models import Tenant, TenantPolicyVersion
 from engine.errors import NotFoundError
+from gating import TenantPolicy
 
 
 @dataclass(frozen=True, slots=True)
 class TenantRecord:
+    """A tenant and one version of its policy.
+
+    `policy` is the one typed reading of the stored tenant.yaml mapping, built once when the
+    record is loaded: every reader in engine/ uses it (or asks gating with it) and none reads
+    the mapping. `document` is that mapping as applied, kept only to show it back (the API).
+    """
+
     id: int
     code: str
     name: str
     policy_version: int
-    policy: dict[str, Any]
+    document: dict[str, Any]
+    policy: TenantPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The mapping was validated by campaigns/tenant_file.py when it was applied.
+        object.__setattr__(self, "policy", TenantPolicy.from_mapping(self.document))
 
 
 async def apply_policy(
@@ -30,14 +43,15 @@ async def apply_policy(
 
     An identical policy records no new version, so re-applying a file is harmless.
     """
-    code = policy["tenant"]
+    parsed = TenantPolicy.from_mapping(policy)
+    code, name = parsed.tenant, parsed.name
     stamp = clock()
     row = (await conn.execute(select(Tenant).where(Tenant.code == code))).first()
     if row is None:
         tenant_id = (
             await conn.execute(
                 insert(Tenant)
-                .values(code=code, name=policy["name"], policy_version=0, created_at_us=stamp)
+                .values(code=code, name=name, policy_version=0, created_at_us=stamp)
                 .returning(Tenant.id)
             )
         ).scalar_one()
@@ -46,7 +60,7 @@ async def apply_policy(
         tenant_id, version = row.id, row.policy_version
         current = await _policy(conn, tenant_id, version)
         if current == policy:
-            return TenantRecord(tenant_id, code, policy["name"], version, policy), False
+            return TenantRecord(tenant_id, code, name, version, policy), False
     version += 1
     await conn.execute(
         insert(TenantPolicyVersion).values(
@@ -58,9 +72,9 @@ async def apply_policy(
         )
     )
     await conn.execute(
-        update(Tenant).where(Tenant.id == tenant_id).values(name=policy["name"], policy_version=version)
+        update(Tenant).where(Tenant.id == tenant_id).values(name=name, policy_version=version)
     )
-    return TenantRecord(tenant_id, code, policy["name"], version, policy), True
+    return TenantRecord(tenant_id, code, name, version, policy), True
 
 
 async def _policy(conn: AsyncConnection, tenant_id: int, version: int) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from engine.db.batches import iter_batches, prefetched
 from engine.db.tenants import TenantRecord
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.timeutil import iso_z
-from gating import BatchEvaluator, DecisionKind, Defer, TenantPolicy, compile_policy
+from gating import BatchEvaluator, DecisionKind, Defer, compile_policy
 
 CHECK_COLUMNS = ("external_id", "channel", "address", "decision", "reason", "defer_until")
 
@@ -61,7 +61,7 @@ async def check_campaign(
     validate_against_policy(definition, tenant.policy)
     started = time.perf_counter()
     message = message_for(definition)
-    policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
+    policy = compile_policy(tenant.policy, message)
     evaluator = BatchEvaluator(policy, message)
     report = CheckReport()
     counts = report.counts

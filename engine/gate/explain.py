@@ -14,7 +14,7 @@ from engine.db.tenants import load_tenant
 from engine.errors import InputError, NotFoundError
 from engine.send.campaign_inputs import cap_for
 from engine.timeutil import iso_z
-from gating import Message, TenantPolicy, compile_policy, explain
+from gating import Message, compile_policy, explain
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +53,10 @@ async def explain_contact(
 ) -> ExplainResult:
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
-    if class_code not in tenant.policy["classes"]:
+    if class_code not in tenant.policy.classes:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
     message = Message(kind=kind, channel=channel, class_code=class_code, party=party)
-    policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
+    policy = compile_policy(tenant.policy, message)
     batch = await load_one(engine, tenant.id, channel, external_id, at_us, cap_for(tenant.policy, channel))
     if batch is None:
         raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")

@@ -28,6 +28,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberTyp
 from phonenumbers.timezone import time_zones_for_geographical_number, time_zones_for_number
 
 from campaigns.errors import InputError
+from gating.message import ADDRESS_KIND
 
 __all__ = [
     "KIND_FOR_CHANNEL",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # Channels that have a stored contact point, and the kind of that point.
-KIND_FOR_CHANNEL = {"email": "email", "sms": "phone", "voice": "phone"}
+KIND_FOR_CHANNEL = ADDRESS_KIND  # which address a channel uses is gating's to say
 
 # A local part made only of these, in dot-atom form, is valid for email-validator whatever
 # the domain (RFC 5322 atext is wider; anything else takes the full check).

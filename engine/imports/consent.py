@@ -33,6 +33,7 @@ from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
 from engine.imports.statements import contacts_by_external_id, refresh_statistics
 from engine.imports.summary import ImportSummary
+from gating import TenantPolicy
 
 __all__ = ["check_consent_events", "import_consent_events"]
 
@@ -83,7 +84,7 @@ async def import_consent_events(
     return writer.summary
 
 
-async def check_consent_events(path: str, policy: dict, *, workers: int = DEFAULT_WORKERS) -> ImportSummary:
+async def check_consent_events(path: str, policy: TenantPolicy, *, workers: int = DEFAULT_WORKERS) -> ImportSummary:
     """Check an events file without a database (every external_id taken as known): the
     benchmark's validation-only pass."""
     summary = ImportSummary(path, "consent")
@@ -151,7 +152,7 @@ class _EventWriter:
             rows = sorted(
                 (
                     (tenant_id, row.contact_id, row.action, row.channel, row.class_code, row.party, row.address,
-                     row.method, row.occurred_at_us, stamp, row.actor, row.basis, row.note, None)
+                     row.method, row.occurred_at_us, stamp, row.actor, row.basis, row.note, None, None, None)
                     for row in checked.rows
                 ),
                 key=_contact_of,

@@ -24,6 +24,7 @@ from engine.imports.vocabulary import (
 from engine.imports.vocabulary import (
     SCOPED_ACTIONS as _SCOPED,
 )
+from gating import TenantPolicy
 
 __all__ = ["COLUMNS", "REQUIRED", "CheckedEvents", "EventRow", "EventRules", "check_event_rows"]
 
@@ -54,11 +55,11 @@ class EventRules:
     country: str  # reads phone numbers of contacts without a country
 
     @classmethod
-    def for_file(cls, header: Header, policy: dict) -> EventRules:
+    def for_file(cls, header: Header, policy: TenantPolicy) -> EventRules:
         return cls(
             positions=tuple(header.index(column) for column in COLUMNS),
-            classes=frozenset(policy.get("classes") or ()),
-            country=policy.get("country") or "US",
+            classes=frozenset(policy.classes),
+            country=policy.country,
         )
 
 

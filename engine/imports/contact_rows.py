@@ -24,6 +24,7 @@ from engine.imports.cells import (
     parse_timezone,
 )
 from engine.imports.csv_source import Header
+from gating import TenantPolicy
 
 __all__ = ["COLUMNS", "REQUIRED", "CheckedContacts", "ContactRow", "ContactRules", "check_contact_rows"]
 
@@ -56,11 +57,11 @@ class ContactRules:
     timezone: str  # reads reviewed_at dates and naive date-times
 
     @classmethod
-    def for_file(cls, header: Header, policy: dict) -> ContactRules:
+    def for_file(cls, header: Header, policy: TenantPolicy) -> ContactRules:
         return cls(
             positions=tuple(header.index(column) for column in COLUMNS),
-            country=policy.get("country") or "US",
-            timezone=policy.get("timezone") or "UTC",
+            country=policy.country,
+            timezone=policy.timezone,
         )
 
 

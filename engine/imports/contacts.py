@@ -49,6 +49,7 @@ from engine.imports.statements import (
     refresh_statistics,
 )
 from engine.imports.summary import ImportSummary
+from gating import TenantPolicy
 
 __all__ = ["check_contacts", "import_contacts"]
 
@@ -97,7 +98,7 @@ async def import_contacts(
     return writer.summary
 
 
-async def check_contacts(path: str, policy: dict, *, workers: int = DEFAULT_WORKERS) -> ImportSummary:
+async def check_contacts(path: str, policy: TenantPolicy, *, workers: int = DEFAULT_WORKERS) -> ImportSummary:
     """Check a contacts file without a database: the same reading and row checks, in the
     same processes, as an import (the benchmark's validation-only pass). Repeated
     external_ids are not looked for: that takes the database."""
@@ -231,7 +232,7 @@ class _ContactWriter:
             if row.opted_out and (found is None or not found[2]):
                 opt_outs.append(
                     (tenant_id, cid, "opt_out", None, None, None, None, "import", stamp, stamp,
-                     None, None, f"contacts import {self.name} line {row.line}", None)
+                     None, None, f"contacts import {self.name} line {row.line}", None, None, None)
                 )
         await executemany(self.conn, prepared(self.conn, "upsert_points"), points)
         await record_event_rows(self.conn, opt_outs)

@@ -33,7 +33,10 @@ __all__ = [
 ]
 
 _REQUIRED = ("contact_id", "action", "method", "occurred_at_us")
-_OPTIONAL = ("channel", "class_code", "party", "address", "actor", "basis", "note", "cause", "recorded_at_us")
+_OPTIONAL = (
+    "channel", "class_code", "party", "address", "actor", "basis", "note", "cause", "recorded_at_us",
+    "wording_id", "wording_version",
+)
 _ACTION = EVENT_FIELDS.index("action")
 _CONTACT = EVENT_FIELDS.index("contact_id")
 _OCCURRED = EVENT_FIELDS.index("occurred_at_us")

@@ -62,7 +62,7 @@ CONTACT_FIELDS = (
 POINT_FIELDS = ("tenant_id", "contact_id", "kind", "address", "is_valid", "zones", "updated_at_us")
 EVENT_FIELDS = (
     "tenant_id", "contact_id", "action", "channel", "class_code", "party", "address", "method",
-    "occurred_at_us", "recorded_at_us", "actor", "basis", "note", "cause",
+    "occurred_at_us", "recorded_at_us", "actor", "basis", "note", "cause", "wording_id", "wording_version",
 )
 
 

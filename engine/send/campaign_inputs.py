@@ -13,7 +13,7 @@ from campaigns.definition import CampaignDefinition, validate_against_policy
 from engine.db.batches import Cap
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
-from gating import Decision, Message
+from gating import Decision, Message, TenantPolicy
 
 US_PER_HOUR = 3_600_000_000
 
@@ -29,11 +29,11 @@ async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> Ten
     return tenant
 
 
-def cap_for(policy: dict, channel: str) -> Cap | None:
+def cap_for(policy: TenantPolicy, channel: str) -> Cap | None:
     """The tenant's frequency cap on `channel`, if it has one."""
-    for cap in policy.get("frequency_caps") or ():
-        if cap["channel"] == channel:
-            return Cap(cap["max"], cap["per_hours"] * US_PER_HOUR)
+    for cap in policy.frequency_caps:
+        if cap.channel == channel:
+            return Cap(cap.max, cap.per_hours * US_PER_HOUR)
     return None
 
 

@@ -62,7 +62,7 @@ class Content:
         self.campaign_context = CampaignContext(
             tenant_id=tenant.id, campaign_id=record.id, channel=self.channel, secret=self.secret,
             public_url=settings.public_url, tenant_name=tenant.name,
-            postal_address=policy.get("postal_address") or "", sender_name=sender_name,
+            postal_address=policy.postal_address, sender_name=sender_name,
             agent_name=model.agent_name or sender_name,
         )
         source = TemplateSource.from_snapshot(record.templates["source"])
@@ -71,11 +71,11 @@ class Content:
             assert self.sender_email is not None  # the campaign model requires sender.email for email
             self.email = EmailSkeleton.from_templates(
                 templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
-                postal_address=policy.get("postal_address") or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
+                postal_address=policy.postal_address or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
             )
         else:
             self.sms = SmsRenderer.from_templates(
-                templates, opt_out_footer=policy["sms"]["opt_out_footer"], opt_in_message=policy["sms"]["opt_in_message"]
+                templates, opt_out_footer=policy.sms.opt_out_footer, opt_in_message=policy.sms.opt_in_message
             )
 
     def context(self, job: Job) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipien
 from engine.render.context import STANDARD_VARIABLES
 from engine.send.campaign_inputs import reason_code
 from engine.transports.errors import PermanentError, TransientError
-from gating import BatchEvaluator, Message, TenantPolicy, compile_policy
+from gating import BatchEvaluator, ClassMode, Message, TenantPolicy, compile_policy
 
 _BODY_VARIABLES = STANDARD_VARIABLES | {"body", "subject"}
 
@@ -42,12 +42,12 @@ class IndividualResult:
     segments: int | None
 
 
-def default_class(policy: dict) -> str:
+def default_class(policy: TenantPolicy) -> str:
     """A reply is not marketing: the first exempt class, else the first class."""
-    for code, spec in policy["classes"].items():
-        if spec.get("mode") == "exempt":
+    for code, mode in policy.classes.items():
+        if mode is ClassMode.EXEMPT:
             return code
-    return next(iter(policy["classes"]))
+    return next(iter(policy.classes))
 
 
 async def send_individual(
@@ -69,10 +69,10 @@ async def send_individual(
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
     class_code = class_code or default_class(tenant.policy)
-    if class_code not in tenant.policy["classes"]:
+    if class_code not in tenant.policy.classes:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
     message = Message(kind=Kind.INDIVIDUAL, channel=channel, class_code=class_code, party="first")
-    policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), message)
+    policy = compile_policy(tenant.policy, message)
     now = clock()
     batch = await load_one(engine, tenant.id, channel, external_id, now)
     if batch is None:
@@ -116,7 +116,7 @@ async def send_individual(
             else:
                 renderer = SmsRenderer(
                     compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES),
-                    opt_out_footer=tenant.policy["sms"]["opt_out_footer"],
+                    opt_out_footer=tenant.policy.sms.opt_out_footer,
                 )
                 text = renderer.render(context, first_touch=first_touch)
                 from_number = sender or settings.sms_from

@@ -61,7 +61,6 @@ from gating import (
     DecisionKind,
     Defer,
     Reason,
-    TenantPolicy,
     compile_policy,
 )
 from metrics import Instruments, default_instruments
@@ -140,7 +139,7 @@ class CampaignRun:
         self.definition = record.definition
         self.channel = self.definition.channel
         self.message = message_for(self.definition)
-        self.policy = compile_policy(TenantPolicy.from_mapping(tenant.policy), self.message)
+        self.policy = compile_policy(tenant.policy, self.message)
         self.evaluator = BatchEvaluator(self.policy, self.message)
         # The opt-in request, gated as gating models it: an individual text that rule 4 lets
         # through, held by blocks and, being automated, by quiet hours (gating/rules.py).
@@ -163,7 +162,7 @@ class CampaignRun:
             engine, self.claims, tenant.id, tenant.code, self.channel, clock, self.metrics, self.summary,
             self._write_lock, self.observer,
         )
-        self._opt_in = tenant.policy["sms"]["opt_in_required"] and self.channel == "sms"
+        self._opt_in = tenant.policy.sms.opt_in_required and self.channel == "sms"
         self._bulk = self.message.kind == Kind.BULK
 
     async def run(self) -> RunSummary:

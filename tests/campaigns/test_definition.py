@@ -7,6 +7,7 @@ import pytest
 from campaigns.definition import load_campaign, validate_against_policy
 from campaigns.errors import InputErrors
 from campaigns.tenant_file import load_tenant_file
+from gating import TenantPolicy
 
 GOOD = """\
 campaign: spring-service-offer
@@ -71,7 +72,8 @@ def test_email_sender_on_an_sms_campaign_is_rejected_at_its_line(tmp_path):
 
 def test_class_must_exist_in_the_tenant_policy(tmp_path):
     definition = load_campaign(write(tmp_path, GOOD.replace("class: marketing", "class: newsletter")))
-    messages = errors_of(validate_against_policy, definition, {"classes": {"marketing": {}, "service": {}}})
+    messages = errors_of(validate_against_policy, definition, TenantPolicy.from_mapping(
+        {"tenant": "acme-motors", "classes": {"marketing": {}, "service": {}}}))
     assert messages == [f"{tmp_path / 'campaign.yaml'}:5: class: class 'newsletter' is not in tenant 'acme-motors''s policy (known: marketing, service)"]
 
 

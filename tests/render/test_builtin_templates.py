@@ -112,19 +112,29 @@ def test_unsubscribed_page() -> None:
 
 
 def test_preferences_page() -> None:
-    channels = [
-        {"code": "email", "label": "Email", "subscribed": True},
-        {"code": "sms", "label": "Text messages", "subscribed": False},
+    def box(name: str, value: str, key: str, checked: bool) -> dict[str, object]:
+        return {"name": name, "value": value, "key": key, "label": key, "checked": checked}
+
+    sections = [
+        {"party": "first", "legend": "Messages from Acme", "rows": [
+            {"label": "Marketing", "boxes": [box("channels", "marketing", "first:email:marketing", True),
+                                             box("choices", "first:sms:marketing", "first:sms:marketing", False)]},
+        ]},
+        {"party": "third", "legend": "Messages from partners of Acme", "rows": [
+            {"label": "Marketing", "boxes": [box("choices", "third:email:marketing", "third:email:marketing", False)]},
+        ]},
     ]
-    page = render_page("preferences", {"tenant_name": "Acme", "first_name": "Ann",
-                                       "channels": channels, "saved": True})
+    page = render_page("preferences", {"tenant_name": "Acme", "first_name": "Ann", "saved": True,
+                                       "channel_labels": ["Email", "Text messages"], "sections": sections})
     seen = tags(page).seen
-    assert ("input", {"type": "checkbox", "name": "channels", "value": "email",
-                      "checked": None}) in seen
-    assert ("input", {"type": "checkbox", "name": "channels", "value": "sms"}) in seen
+    assert ("input", {"type": "checkbox", "name": "channels", "value": "marketing", "checked": None,
+                      "id": "first:email:marketing", "aria-label": "first:email:marketing"}) in seen
+    assert ("input", {"type": "checkbox", "name": "choices", "value": "third:email:marketing",
+                      "id": "third:email:marketing", "aria-label": "third:email:marketing"}) in seen
+    assert ("input", {"type": "hidden", "name": "shown", "value": "first:sms:marketing"}) in seen
     assert ("form", {"method": "post"}) in seen
     assert "Your preferences have been saved." in page
-    assert "<legend>" in page and "<label>" in page
+    assert page.count("<legend>") == 2 and '<th scope="col">Text messages</th>' in page
 
 
 def test_pages_need_their_variables() -> None:

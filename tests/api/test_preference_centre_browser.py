@@ -1,0 +1,95 @@
+"""The preference centre in a real browser: Debian's headless Chromium, driven by Selenium.
+
+A person opens their link, unticks one box (marketing from partners by text message),
+saves, and the next decision suppresses exactly that and nothing else. The browser runs
+in a thread: the service under test shares this test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.api.conftest import Api
+
+# The channels explain answers for (letters and social posts are not sent by Consentry).
+CHANNELS = ("email", "sms", "voice")
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is missing: scripts/ensure-system-deps.sh installs chromium and chromium-driver")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = Options()
+    options.binary_location = _binary("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                     f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=_binary("chromedriver")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def _decisions(api: Api) -> dict[str, str]:
+    """party:channel:class -> the failing consent rule for C1, or "send", as explain says."""
+    decisions = {}
+    headers = api.auth("acme-motors", "sales")
+    for party, channel, class_code in itertools.product(("first", "third"), CHANNELS, ("marketing", "service", "survey")):
+        query = f"channel={channel}&class={class_code}&party={party}"
+        async with api.session.get(api.url(f"/api/v1/contacts/C1/explain?{query}"), headers=headers) as response:
+            assert response.status == 200, await response.text()
+            rules = (await response.json())["rules"]
+        failing = [r["code"] for r in rules if r["verdict"] == "fail" and r["code"].startswith("consent_")]
+        decisions[f"{party}:{channel}:{class_code}"] = failing[0] if failing else "send"
+    return decisions
+
+
+async def test_unticking_one_box_in_chromium_suppresses_exactly_that(api: Api, browser: webdriver.Chrome) -> None:
+    url = api.url(f"/p/{await api.token('acme-motors', 'C1')}")
+    before = await _decisions(api)
+
+    def untick_and_save() -> str:
+        browser.get(url)
+        box = browser.find_element(By.ID, "third:sms:marketing")
+        assert box.is_selected()
+        box.click()
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.CLASS_NAME, "saved")))
+        return browser.find_element(By.CLASS_NAME, "saved").text
+
+    assert await asyncio.to_thread(untick_and_save) == "Your preferences have been saved."
+
+    def ticked_after_reload() -> dict[str, bool]:
+        browser.get(url)
+        return {box.get_attribute("id"): box.is_selected()
+                for box in browser.find_elements(By.CSS_SELECTOR, "input[type=checkbox]")}
+
+    ticked = await asyncio.to_thread(ticked_after_reload)
+    assert [key for key, on in ticked.items() if not on] == [
+        key for key in ticked if key == "third:sms:marketing" or key.endswith(":survey")
+    ]
+    after = await _decisions(api)
+    assert {key for key in before if before[key] != after[key]} == {"third:sms:marketing"}
+    assert (before["third:sms:marketing"], after["third:sms:marketing"]) == ("send", "consent_revoked")
+    assert [(e["action"], e["channel"], e["class_code"], e["party"]) for e in await api.events()] == [
+        ("revoke", "sms", "marketing", "third"),
+        ("review", None, None, None),
+    ]
