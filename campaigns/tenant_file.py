@@ -75,6 +75,16 @@ def _default_classes() -> dict[str, ClassSpec]:
     return {code: ClassSpec.model_validate(spec) for code, spec in DEFAULT_CLASSES.items()}
 
 
+class DkimKey(_Strict):
+    """Sign mail from `domain` (and its subdomains) as `selector._domainkey.domain`."""
+
+    domain: str = Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=253)
+    selector: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+    # A PEM private key (RSA, 1024 bits or more) that every sending process can read. A
+    # relative path is resolved against tenant.yaml's folder by `tenant apply`.
+    key_file: str = Field(min_length=1)
+
+
 class TenantFile(_Strict):
     tenant: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
     name: str = Field(min_length=1)
@@ -88,6 +98,7 @@ class TenantFile(_Strict):
     review: ReviewSpec = Field(default_factory=ReviewSpec)
     quiet_hours: QuietHours | None = None
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
+    dkim: list[DkimKey] = Field(default_factory=list)
 
     @field_validator("country")
     @classmethod
@@ -123,6 +134,15 @@ class TenantFile(_Strict):
                 raise ValueError(f"more than one cap for channel {channel!r}")
         return value
 
+    @field_validator("dkim")
+    @classmethod
+    def _dkim(cls, value: list[DkimKey]) -> list[DkimKey]:
+        domains = [key.domain for key in value]
+        for domain in set(domains):
+            if domains.count(domain) > 1:
+                raise ValueError(f"more than one key for domain {domain!r}")
+        return value
+
     @field_validator("reauthorization_days")
     @classmethod
     def _reauthorization(cls, value: dict[str, int]) -> dict[str, int]:
@@ -152,9 +172,39 @@ _LONGEST_ZONE = 64  # the longest IANA key is 32 characters; anything far longer
 
 
 def load_tenant_file(path: str | Path) -> tuple[dict[str, Any], str]:
-    """Validate a tenant.yaml; returns (policy mapping with defaults, source text)."""
+    """Validate a tenant.yaml; returns (policy mapping with defaults, source text).
+
+    DKIM key files are resolved against the file's folder and must hold a private key
+    DKIM can sign with: a tenant whose key is missing finds out now, not mid-campaign.
+    """
     source = load_yaml(path)
-    return validate_tenant(source), Path(path).read_text(encoding="utf-8")
+    policy = validate_tenant(source)
+    errors = []
+    for index, key in enumerate(policy["dkim"]):
+        key["key_file"] = str((Path(path).parent / key["key_file"]).resolve())
+        problem = dkim_key_problem(key["key_file"])
+        if problem is not None:
+            errors.append(source.error(("dkim", index, "key_file"), problem))
+    if errors:
+        raise InputErrors(errors)
+    return policy, Path(path).read_text(encoding="utf-8")
+
+
+def dkim_key_problem(key_file: str) -> str | None:
+    """Why this file holds no private key DKIM can sign with, or None when it does."""
+    import dkim.crypto
+
+    try:
+        pem = Path(key_file).read_bytes()
+    except OSError as exc:
+        return f"cannot read the DKIM key {key_file}: {exc.strerror or exc}"
+    try:
+        key = dkim.crypto.parse_pem_private_key(pem)
+    except (dkim.crypto.UnparsableKeyError, ValueError) as exc:
+        return f"{key_file} is not a PEM RSA private key ({exc})"
+    if key["modulus"].bit_length() < 1024:
+        return f"{key_file}: a {key['modulus'].bit_length()}-bit key is too short (RFC 8301: at least 1024, use 2048)"
+    return None
 
 
 def parse_tenant_text(text: str, shown: str = "tenant.yaml") -> dict[str, Any]:

@@ -42,6 +42,8 @@ class Settings:
     # How long a runner's claim on a delivery holds without renewal (engine/send/claims.py):
     # the most a killed or frozen runner's messages wait before another runner reclaims them.
     claim_ttl_s: float = 30.0
+    # Worker processes that DKIM-sign a campaign's email (engine/send/dkim.py); 0: one per CPU.
+    dkim_processes: int = 0
 
     def unsafe_off_loopback(self, host: str) -> list[str]:
         """The settings that still have their public defaults, when this service can be
@@ -79,6 +81,8 @@ class Settings:
             retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
             retry_base_s=_number(env, "CONSENTRY_RETRY_BASE_S", d.retry_base_s, float),
             claim_ttl_s=_number(env, "CONSENTRY_CLAIM_TTL_S", d.claim_ttl_s, float),
+            dkim_processes=_number(env, "CONSENTRY_DKIM_PROCESSES", d.dkim_processes or 1, int)
+            if env.get("CONSENTRY_DKIM_PROCESSES") else d.dkim_processes,
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

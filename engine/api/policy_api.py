@@ -42,7 +42,7 @@ async def write_policy(request: web.Request, caller: Caller) -> web.Response:
     source = json.dumps(body, indent=2, ensure_ascii=False)
     policy = validate_tenant(YamlSource("tenant policy", body, None))
     async with services(request).engine.begin() as conn:
-        tenant, changed = await apply_policy(conn, policy, source)
+        tenant, changed = await apply_policy(conn, policy, source, services(request).clock)
     if changed:
         log.info("tenant %s: policy version %d applied by API key %d (%s)", tenant.code, tenant.policy_version,
                  caller.key_id, caller.key_name)

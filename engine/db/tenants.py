@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaigns.tenant_file import TenantFile
 from engine.clock import Clock, system_clock
 from engine.db.models import Tenant, TenantPolicyVersion
 from engine.errors import NotFoundError
@@ -19,9 +20,9 @@ from gating import TenantPolicy
 class TenantRecord:
     """A tenant and one version of its policy.
 
-    `policy` is the one typed reading of the stored tenant.yaml mapping, built once when the
-    record is loaded: every reader in engine/ uses it (or asks gating with it) and none reads
-    the mapping. `document` is that mapping as applied, kept only to show it back (the API).
+    `settings` and `policy` are the typed readings of the stored tenant.yaml mapping, built
+    once when the record is loaded (pydantic at the edge, gating's compiled form for the
+    rules): every reader in engine/ uses them, and none reads the mapping. `document` is that mapping as applied, kept only to show it back (the API).
     """
 
     id: int
@@ -29,10 +30,12 @@ class TenantRecord:
     name: str
     policy_version: int
     document: dict[str, Any]
-    policy: TenantPolicy = field(init=False)
+    settings: TenantFile = field(init=False)  # the whole file, typed: senders, DKIM keys
+    policy: TenantPolicy = field(init=False)  # the consent rules, as gating reads them
 
     def __post_init__(self) -> None:
         # The mapping was validated by campaigns/tenant_file.py when it was applied.
+        object.__setattr__(self, "settings", TenantFile.model_validate(self.document))
         object.__setattr__(self, "policy", TenantPolicy.from_mapping(self.document))
 
 

@@ -38,8 +38,8 @@ class DkimSigner:
         self.domain = domain
         self._selector = selector.encode("ascii")
         self._domain = domain.encode("ascii")
-        self._key = (private_key_pem.encode("ascii") if isinstance(private_key_pem, str)
-                     else private_key_pem)
+        self.key_pem = (private_key_pem.encode("ascii") if isinstance(private_key_pem, str)
+                        else private_key_pem)
         self._headers = [name.lower().encode("ascii")
                          for name in SIGNED_HEADERS + OVERSIGNED_HEADERS]
         # Fail at campaign launch, not on the first recipient.
@@ -53,7 +53,7 @@ class DkimSigner:
                 message,
                 self._selector,
                 self._domain,
-                self._key,
+                self.key_pem,
                 canonicalize=(b"relaxed", b"relaxed"),
                 include_headers=self._headers,
                 linesep=b"\r\n",

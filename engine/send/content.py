@@ -20,6 +20,7 @@ from engine.db.states import Kind, Purpose
 from engine.db.tenants import TenantRecord
 from engine.render import (
     CampaignContext,
+    DkimSigner,
     EmailSkeleton,
     RenderError,
     SmsBody,
@@ -28,6 +29,7 @@ from engine.render import (
     compile_campaign_templates,
     find_templates,
 )
+from engine.send.dkim import DkimPool, key_for, load_signer
 from engine.send.launch import CampaignRecord
 
 
@@ -67,8 +69,12 @@ class Content:
         )
         source = TemplateSource.from_snapshot(record.templates["source"])
         templates = compile_campaign_templates(source, subject=record.templates.get("subject"))
+        self.dkim: DkimSigner | None = None
+        self._dkim_pool: DkimPool | None = None
         if self.channel == "email":
             assert self.sender_email is not None  # the campaign model requires sender.email for email
+            key = key_for(tenant.settings.dkim, self.sender_email)
+            self.dkim = None if key is None else load_signer(key)
             self.email = EmailSkeleton.from_templates(
                 templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
                 postal_address=policy.postal_address or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
@@ -84,6 +90,24 @@ class Content:
             email=job.address if self.channel == "email" else None,
             phone=job.address if self.channel == "sms" else None,
         )
+
+    def sign_in_processes(self, processes: int) -> None:
+        """Sign in a pool of worker processes (a campaign); `close` shuts it down."""
+        if self.dkim is not None and self._dkim_pool is None:
+            self._dkim_pool = DkimPool(self.dkim, processes or None)
+
+    def close(self) -> None:
+        if self._dkim_pool is not None:
+            self._dkim_pool.close()
+            self._dkim_pool = None
+
+    async def signed(self, message: bytes) -> bytes:
+        """`message` DKIM-signed when the sender's domain has a key, else as it is."""
+        if self._dkim_pool is not None:
+            return await self._dkim_pool.sign(message)
+        if self.dkim is not None:
+            return self.dkim.sign(message) + message
+        return message
 
     def message_id(self, job: Job) -> str:
         """Deterministic per delivery, so an in-doubt resend carries the same Message-ID."""
@@ -113,7 +137,8 @@ class EmailChannel:
     async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
         """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
         message_id = content.message_id(job)
-        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job, message_id), guard=guard)
+        message = await content.signed(content.email_bytes(job, message_id))
+        await self.pool.send_raw(content.sender_email, [job.address], message, guard=guard)
         return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:

@@ -20,8 +20,10 @@ from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
+from engine.errors import ConsentryError
 from engine.send.campaign_inputs import tenant_for
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
+from engine.send.dkim import key_for, load_signer
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 
@@ -62,6 +64,14 @@ async def launch_campaign(
 ) -> tuple[CampaignRecord, TenantRecord]:
     tenant = await tenant_for(engine, definition)
     templates = validate_templates(definition)
+    sender = definition.model.sender.email
+    if definition.channel == "email" and sender:
+        try:  # a key that cannot sign stops the launch, before anything is recorded
+            key = key_for(tenant.settings.dkim, sender)
+            if key is not None:
+                load_signer(key)
+        except ConsentryError as exc:
+            raise definition.error("sender", str(exc)) from None
     async with engine.begin() as conn:
         record = await launch(conn, definition, tenant, templates, clock())
     if not record.created:
@@ -116,6 +126,7 @@ async def run_range(
     takes them over (reconciling what may have gone out).
     """
     content = Content(record, tenant, settings, clock)
+    content.sign_in_processes(settings.dkim_processes)
     # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
     callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
     channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
@@ -133,6 +144,7 @@ async def run_range(
                 break
     finally:
         await closer()
+        content.close()
     return summary
 
 

@@ -85,6 +85,16 @@ async def test_an_invalid_policy_is_422_with_every_field(api: Api) -> None:
     assert all(error["message"] for error in errors)
 
 
+@pytest.mark.parametrize("timezone", ["America", "Etc", "America/" + "x" * 300, "../../etc/passwd"])
+async def test_a_timezone_that_is_no_zone_is_422_naming_the_field(api: Api, timezone: str) -> None:
+    policy = {**ACME_POLICY, "timezone": timezone}
+    async with api.session.put(api.url("/api/v1/tenant/policy"), json=policy, headers=api.auth("acme-motors", "admin")) as response:
+        assert response.status == 422, await response.text()
+        errors = (await response.json())["errors"]
+    assert [error["field"] for error in errors] == ["timezone"]
+    assert "IANA time zone" in errors[0]["message"]
+
+
 async def test_a_key_cannot_write_another_tenants_policy(api: Api) -> None:
     policy = {**ACME_POLICY, "tenant": "bravo-cars", "name": "Taken Over"}
     async with api.session.put(api.url("/api/v1/tenant/policy"), json=policy, headers=api.auth("acme-motors", "admin")) as response:
