@@ -123,7 +123,9 @@ async def send_individual(
                 provider_id, segments = await transport.send(address, from_number, text.text)
                 segments = segments or text.segments
         except PermanentError as exc:
-            error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, DeliveryState.FAILED
+            # A fault of the relay (certificate, credentials, sender) reads in plain words.
+            error = str(exc) if exc.stop_cause else f"{exc.code}: {exc.message}"
+            cause, state = exc.block_cause, DeliveryState.FAILED
         except TransientError as exc:
             error, state = f"transient: {exc}", DeliveryState.PENDING
         stamp = clock()
