@@ -66,6 +66,9 @@ async def send_individual(
         raise InputError("the message body is empty", field="--body")
     if channel == "email" and not (subject and subject.strip()):
         raise InputError("an email needs a subject", field="--subject")
+    from engine.send.runner import check_transport
+
+    check_transport(channel, settings)  # a missing CA file: refused before a row is written
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
     class_code = class_code or default_class(tenant.policy)

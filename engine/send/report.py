@@ -32,12 +32,12 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
     async with engine.connect() as conn:
         counts = await ledger.counts_by_state(conn, record.tenant_id, record.id)
         row = (await conn.execute(select(_campaign_status(record.id)))).first()
-        n = func.count().label("n")
+        rows = func.count().label("rows")
         errors = (await conn.execute(
-            select(_d.c.state, _d.c.error, n)
+            select(_d.c.state, _d.c.error, rows)
             .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id, _d.c.error.is_not(None))
             .group_by(_d.c.state, _d.c.error)
-            .order_by(n.desc(), _d.c.state, _d.c.error)
+            .order_by(rows.desc(), _d.c.state, _d.c.error)
             .limit(STATUS_ERRORS)
         )).all()
     by_state: dict[str, int] = {}

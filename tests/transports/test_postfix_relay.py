@@ -164,7 +164,7 @@ def test_an_untrusted_certificate_stops_the_campaign_and_a_ca_file_resumes_it(ca
     assert "CONSENTRY_SMTP_CA_FILE" in stopped.err and RESUME in stopped.err
     # It stopped instead of retrying: at most one failed handshake per worker (16), where
     # treating it as transient made hundreds.
-    assert postfix.log_tail(1_000_000).count("SSL_accept error") - handshakes_before <= 16
+    assert 1 <= postfix.log_tail(1_000_000).count("SSL_accept error") - handshakes_before <= 16
     assert relay_sink.smtp.messages == []
     assert_stopped_pending(db, tmp_path, "relay certificate not trusted")
 
@@ -220,3 +220,16 @@ def test_a_few_recipients_refused_by_policy_fail_alone(campaign, postfix, relay_
     rows = export(db, tmp_path / "out.csv")
     assert [(row["state"], "554: 5.7.1" in row["last_error"]) for row in (rows["R03"], rows["R07"])] == [("failed", True)] * 2
     assert rows["R01"]["state"] == "sent" and rows["R01"]["last_error"] == ""
+
+
+def test_a_missing_ca_file_is_refused_before_anything_is_launched(campaign, monkeypatch, tmp_path):  # noqa: ANN001
+    path, db = campaign
+    monkeypatch.setenv("CONSENTRY_SMTP_URL", "smtp://mailer:pw@127.0.0.1:1?starttls=true")
+    monkeypatch.setenv("CONSENTRY_SMTP_CA_FILE", str(tmp_path / "nowhere.pem"))
+    refused = consentry("campaign", "send", path, "--db", db)
+    assert refused.code == 2
+    assert refused.err.strip() == f"error: CONSENTRY_SMTP_CA_FILE: {tmp_path / 'nowhere.pem'}: no such file"
+    assert consentry("campaign", "status", "relay-offer", "--tenant", "relay-motors", "--db", db).code == 2  # not launched
+    reply = consentry("send", "individual", "--tenant", "relay-motors", "--contact", "R01", "--channel", "email",
+                      "--subject", "Hello", "--body", "Hi", "--db", db)
+    assert reply.code == 2 and "CONSENTRY_SMTP_CA_FILE" in reply.err
