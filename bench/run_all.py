@@ -24,6 +24,8 @@ FULL = [
     ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "postgres"],
     ["bench.bench_transport"],
     ["bench.bench_send", "--sizes", "10000", "100000", "--latency-size", "10000"],
+    ["bench.bench_relay", "--recipients", "500", "--repeat", "3"],
+    ["bench.bench_relay", "--recipients", "2000", "--repeat", "2"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],

@@ -6,6 +6,10 @@
 #   - Chromium and its WebDriver (Debian's chromium, chromium-driver): the pages' browser tests
 #   - the `postgres` system user (PostgreSQL refuses to run as root, so the tests run it
 #     as this user when they are root)
+#   - Postfix (the relay tests run a private instance on loopback, tests/servers.py) with
+#     Cyrus SASL's saslpasswd2 (sasl2-bin) and its PLAIN/LOGIN mechanisms
+#     (libsasl2-modules) for SMTP AUTH; the system-wide Postfix is left unconfigured
+#     ("No configuration") and never started
 #   - with --bootstrap, also what `make test` needs before it can create the venv: make and a
 #     Python >= 3.11 with the venv module (Debian ships that as python3-venv)
 #
@@ -18,7 +22,7 @@ bootstrap=false
 for arg in "$@"; do
     case "$arg" in
         --bootstrap) bootstrap=true ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "ensure-system-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +56,10 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 have_postgres_binaries || packages+=(postgresql)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/postmap ] || packages+=(postfix)
+command -v saslpasswd2 >/dev/null 2>&1 || packages+=(sasl2-bin)
+[ -e /usr/lib/x86_64-linux-gnu/sasl2/libplain.so.2 ] || ls /usr/lib/*/sasl2/libplain.so* >/dev/null 2>&1 \
+    || packages+=(libsasl2-modules)
 if $bootstrap; then
     command -v make >/dev/null 2>&1 || packages+=(make)
     have_python_with_venv || packages+=(python3 python3-venv)
@@ -95,6 +103,11 @@ if [ ${#packages[@]} -gt 0 ]; then
         chmod 755 "$policy"
         trap 'rm -f "$policy"' EXIT
     fi
+    # Postfix asks which kind of mail system this is; the tests bring their own
+    # configuration, so the system-wide one stays empty and unstarted.
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
@@ -111,3 +124,5 @@ fi
 command -v redis-server >/dev/null 2>&1 || { echo "ensure-system-deps: redis-server still missing" >&2; exit 1; }
 have_postgres_binaries || { echo "ensure-system-deps: PostgreSQL binaries still missing" >&2; exit 1; }
 command -v chromedriver >/dev/null 2>&1 || { echo "ensure-system-deps: chromedriver still missing" >&2; exit 1; }
+[ -x /usr/sbin/postfix ] || { echo "ensure-system-deps: postfix still missing" >&2; exit 1; }
+command -v saslpasswd2 >/dev/null 2>&1 || { echo "ensure-system-deps: saslpasswd2 (sasl2-bin) still missing" >&2; exit 1; }

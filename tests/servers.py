@@ -1,4 +1,4 @@
-"""Real PostgreSQL and redis-server processes on loopback, for tests and benchmarks.
+"""Real PostgreSQL, redis-server and Postfix processes on loopback, for tests and benchmarks.
 
 Each server runs from its own temporary directory on a free loopback port and is stopped by
 killing its process group, so nothing outlives the caller (on Linux the server also gets
@@ -17,6 +17,7 @@ Used by ``tests/conftest.py``; from a shell (bench, demo on PostgreSQL)::
 
     python -m tests.servers postgres   # prints a URL, serves until SIGINT/SIGTERM
     python -m tests.servers redis
+    python -m tests.servers postfix --relayhost-port 1025   # a relay in front of a capture server
 """
 
 from __future__ import annotations
@@ -548,6 +549,292 @@ class RedisServer:
         self.stop()
 
 
+# --- Postfix ----------------------------------------------------------------------------
+
+POSTFIX_USER = "postfix"
+POSTFIX_DOMAIN = "consentry.test"  # the SASL realm and the relay's own name; never resolved
+RELAY_USER, RELAY_PASSWORD = "mailer", "relay-s3cret"
+
+
+def find_postfix() -> dict[str, Path]:
+    """Debian's Postfix programs (postfix, postmap, master) and Cyrus SASL's saslpasswd2."""
+    found = {
+        "postfix": shutil.which("postfix") or "/usr/sbin/postfix",
+        "postmap": shutil.which("postmap") or "/usr/sbin/postmap",
+        "master": "/usr/lib/postfix/sbin/master",
+        "saslpasswd2": shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2",
+        "openssl": shutil.which("openssl") or "/usr/bin/openssl",
+    }
+    missing = [name for name, path in found.items() if not _is_executable(path)]
+    if missing:
+        raise MissingServerBinary(f"Postfix ({', '.join(missing)})", "PATH, /usr/sbin and /usr/lib/postfix/sbin")
+    return {name: Path(path) for name, path in found.items()}
+
+
+class PostfixServer:
+    """A private Postfix instance: the relay of a real deployment, on loopback.
+
+    It listens on a free port of 127.0.0.1 and relays everything it accepts to
+    ``relayhost_port`` (a capture server), with what a production relay has:
+
+    - STARTTLS with a certificate for 127.0.0.1 and ``localhost`` issued by a private CA made
+      for this instance (``ca_file``): a client that does not trust that CA must refuse it;
+    - SASL AUTH (Cyrus SASL, a sasldb of one user), offered only over TLS; relaying only for
+      authenticated clients (an anonymous client gets ``554 5.7.1 Relay access denied``);
+    - a recipient access map (``set_recipient_access``) for refusals by policy
+      (``554 5.7.1 ... Access denied``).
+
+    Everything lives in its own config, queue and data directories, with its own log
+    (``maillog``); the system's Postfix configuration is never read or touched. The master
+    runs in the foreground in its own process group (killed whole by ``stop()``). Postfix
+    starts as root and drops to the ``postfix`` user, which cannot reach into root's private
+    pytest tree: like ``PostgresServer``, the instance lives in a directory under the system
+    temp dir (``base_dir/instance`` links to it), removed by ``stop()``.
+    """
+
+    def __init__(self, base_dir: Path, relayhost_port: int, *, port: int | None = None,
+                 user: str = RELAY_USER, password: str = RELAY_PASSWORD) -> None:
+        self.programs = find_postfix()
+        self.base_dir = Path(base_dir)
+        self.relayhost_port = relayhost_port
+        self.requested_port = port
+        self.port = 0
+        self.user = user
+        self.password = password
+        self.home = self.base_dir / "instance"
+        self._external: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # paths and URLs ---------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The instance's real directory: every path Postfix is given is under it, since the
+        `postfix` user cannot follow the link through root's private tree."""
+        return self._external or self.home
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def ca_file(self) -> Path:
+        """The private CA that issued the relay's certificate (CONSENTRY_SMTP_CA_FILE)."""
+        return self.root / "tls" / "ca.pem"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "maillog"
+
+    def url(self, password: str | None = None, *, user: str | None = None, starttls: bool = True) -> str:
+        """``smtp://user:password@127.0.0.1:PORT?starttls=true`` (the right credentials unless
+        told otherwise; ``user=""`` for none)."""
+        user = self.user if user is None else user
+        credentials = f"{user}:{self.password if password is None else password}@" if user else ""
+        return f"smtp://{credentials}{LOOPBACK}:{self.port}?starttls={'true' if starttls else 'false'}"
+
+    # lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> PostfixServer:
+        if os.geteuid() != 0:
+            raise ServerError("Postfix's master must start as root (it binds its port, then runs as `postfix`)")
+        try:
+            entry = pwd.getpwnam(POSTFIX_USER)
+        except KeyError:
+            raise MissingServerBinary("the `postfix` system user", "/etc/passwd") from None
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._external = Path(tempfile.mkdtemp(prefix="consentry-postfix-"))
+            self._external.chmod(0o755)  # the postfix user reads its config, certificate and sasldb here
+            self.home.symlink_to(self._external)
+            for name in ("conf", "conf/sasl", "tls", "queue", "data"):
+                (self.root / name).mkdir()
+            os.chown(self.root / "data", entry.pw_uid, entry.pw_gid)
+            self._make_certificates()
+            self._make_sasldb(entry.pw_gid)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                self.port = self.requested_port or free_port()
+                try:
+                    self._start_master()
+                    break
+                except ServerStartError:
+                    self._stop_master()
+                    if self.requested_port or attempt == START_ATTEMPTS:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop_master()
+        if self._external is not None:
+            shutil.rmtree(self._external, ignore_errors=True)
+            self.home.unlink(missing_ok=True)
+            self._external = None
+
+    def __enter__(self) -> PostfixServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # configuration ----------------------------------------------------------------------
+
+    def set_recipient_access(self, entries: dict[str, str], *, reload: bool = True) -> None:
+        """Write the recipient access map (``{"blocked.example": "REJECT"}``), ``postmap`` it
+        and, by default, ``postfix reload`` so that new sessions see it at once."""
+        table = self.config_dir / "recipient_access"
+        _write_settled(table, "".join(f"{key} {action}\n" for key, action in entries.items()))
+        self._run(self.programs["postmap"], "-c", str(self.config_dir), f"hash:{table}")
+        if reload:
+            self.reload()
+
+    def reload(self) -> None:
+        self._run(self.programs["postfix"], "-c", str(self.config_dir), "reload")
+
+    def log_tail(self, limit: int = 4000) -> str:
+        return _tail(self.log_path, limit)
+
+    def queued(self) -> int:
+        """Messages Postfix holds and has not relayed yet (incoming, active, deferred...)."""
+        queue = self.root / "queue"
+        return sum(len(files) for name in ("maildrop", "incoming", "active", "deferred", "hold")
+                   for _root, _dirs, files in os.walk(queue / name))
+
+    def wait_until_relayed(self, timeout: float = 10.0) -> None:
+        """Until the queue is empty: everything accepted was handed to the relayhost (or
+        bounced). Raises ServerError with the log tail when it does not drain in time."""
+        deadline = time.monotonic() + timeout
+        while self.queued():
+            if time.monotonic() > deadline:
+                raise ServerError(f"postfix still holds {self.queued()} messages after {timeout:.0f}s\n"
+                                  f"--- {self.log_path} ---\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _run(self, *args: Any, stdin: bytes | None = None) -> None:
+        result = subprocess.run([str(a) for a in args], input=stdin, capture_output=True, env=_server_env(),
+                                timeout=START_TIMEOUT, check=False)
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).decode(errors="replace").strip()
+            raise ServerStartError(f"{Path(str(args[0])).name} exited with status {result.returncode}: {output}",
+                                   self.log_path)
+
+    def _make_certificates(self) -> None:
+        tls, openssl = self.root / "tls", self.programs["openssl"]
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]  # EC: instant to generate
+        self._run(openssl, "req", "-x509", *ec, "-days", "2", "-keyout", tls / "ca.key", "-out", tls / "ca.pem",
+                  "-subj", "/CN=Consentry test relay CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._run(openssl, "req", *ec, "-keyout", tls / "server.key", "-out", tls / "server.csr", "-subj", "/CN=localhost")
+        (tls / "server.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        self._run(openssl, "x509", "-req", "-in", tls / "server.csr", "-CA", tls / "ca.pem", "-CAkey", tls / "ca.key",
+                  "-CAcreateserial", "-days", "2", "-out", tls / "server.pem", "-extfile", tls / "server.ext")
+
+    def _make_sasldb(self, postfix_gid: int) -> None:
+        # Debian's Postfix reads the SASL application config from $config_directory/sasl.
+        sasldb = self.config_dir / "sasl" / "sasldb2"
+        (self.config_dir / "sasl" / "smtpd.conf").write_text(
+            f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {sasldb}\n")
+        self._run(self.programs["saslpasswd2"], "-f", sasldb, "-p", "-c", "-u", POSTFIX_DOMAIN, self.user,
+                  stdin=self.password.encode())
+        os.chown(sasldb, 0, postfix_gid)
+        sasldb.chmod(0o640)
+
+    def _write_config(self) -> None:
+        home = self.root
+        _write_settled(self.config_dir / "main.cf", f"""\
+compatibility_level = 3.6
+queue_directory = {home}/queue
+data_directory = {home}/data
+command_directory = /usr/sbin
+daemon_directory = {self.programs["master"].parent}
+meta_directory = /etc/postfix
+mail_owner = {POSTFIX_USER}
+setgid_group = postdrop
+maillog_file = {home}/maillog
+maillog_file_prefixes = {home}
+myhostname = relay.{POSTFIX_DOMAIN}
+mydomain = {POSTFIX_DOMAIN}
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+biff = no
+inet_interfaces = {LOOPBACK}
+inet_protocols = ipv4
+mynetworks = {LOOPBACK}/32
+relayhost = [{LOOPBACK}]:{self.relayhost_port}
+smtp_tls_security_level = none
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {home}/tls/server.pem
+smtpd_tls_key_file = {home}/tls/server.key
+smtpd_tls_auth_only = yes
+smtpd_tls_received_header = yes
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_local_domain = {POSTFIX_DOMAIN}
+smtpd_sasl_security_options = noanonymous
+# Relaying for authenticated clients only (mynetworks is not trusted here), then the map.
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_recipient_restrictions = check_recipient_access hash:{home}/conf/recipient_access
+""")
+        # No chroot (the instance's paths are not inside a jail); only the services a relay
+        # that hands everything to a relayhost needs.
+        _write_settled(self.config_dir / "master.cf", f"""\
+{LOOPBACK}:{self.port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+""")
+
+    def _start_master(self) -> None:
+        self._write_config()
+        if not (self.config_dir / "recipient_access").exists():
+            self.set_recipient_access({}, reload=False)
+        # `postfix check` creates the queue's subdirectories with their owners and modes.
+        self._run(self.programs["postfix"], "-c", str(self.config_dir), "check")
+        with open(self.base_dir / "master.out", "ab") as log:
+            self._proc = subprocess.Popen(
+                [str(self.programs["master"]), "-c", str(self.config_dir), "-d"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_server_env(),
+                cwd=self.root, start_new_session=True, preexec_fn=_parent_death_signal(),
+            )
+        _wait_until(lambda: _accepts_tcp(self.port), self._proc, f"postfix on port {self.port}", self.log_path)
+
+    def _stop_master(self) -> None:
+        if self._proc is not None:
+            # SIGTERM: the master stops its children; its queue dies with the instance.
+            _stop_process_group(self._proc, signal.SIGTERM)
+            self._proc = None
+
+
+def _write_settled(path: Path, content: str) -> None:
+    """Write a file Postfix will read, dated ten seconds before it was written: Postfix waits
+    until a configuration file is older than a second or two (it may still be being
+    edited), polling every 0.3 s, which would cost every start and every map change seconds."""
+    path.write_text(content)
+    written = path.stat()
+    os.utime(path, ns=(written.st_atime_ns - 10**10, written.st_mtime_ns - 10**10))
+
+
 # --- command line -----------------------------------------------------------------------
 
 
@@ -566,8 +853,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests.servers",
         description="Start a throwaway server, print its URL, serve until interrupted.",
     )
-    parser.add_argument("server", choices=["postgres", "redis"])
+    parser.add_argument("server", choices=["postgres", "redis", "postfix"])
     parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--relayhost-port", type=int, default=1025,
+                        help="postfix: where on 127.0.0.1 to relay to (default 1025, `consentry capture smtp`)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args(argv)
 
@@ -577,13 +866,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with _scratch_dir(args.keep) as base:
-            server: PostgresServer | RedisServer
+            server: PostgresServer | RedisServer | PostfixServer
             if args.server == "postgres":
                 server = PostgresServer(base, port=args.port, keep_data=args.keep)
+            elif args.server == "postfix":
+                server = PostfixServer(base, args.relayhost_port, port=args.port)
             else:
                 server = RedisServer(base, port=args.port)
             with server:
                 print(server.url(), flush=True)
+                if isinstance(server, PostfixServer):
+                    print(f"CONSENTRY_SMTP_CA_FILE={server.ca_file}", flush=True)
                 print(f"data in {base}; Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
                 stop.wait()
     except ServerError as exc:

@@ -40,6 +40,7 @@ from engine.db.tenants import TenantRecord
 from engine.send.launch import CampaignRecord
 from engine.send.pipeline import RunSummary, SendOptions
 from engine.send.runner import SendResult, resume_target, run_range, settle
+from engine.transports.errors import StopCause
 
 log = logging.getLogger(__name__)
 QUEUE = "consentry:batches"
@@ -71,6 +72,8 @@ async def run_on_arq(
             summary.retry_later, summary.reconciled = summary_total["retry_later"], summary_total["reconciled"]
             for key, n in summary_total["decided"]:
                 summary.count(key[0], key[1], n)
+            summary.fatal = summary_total.get("fatal")
+            summary.stop_cause = StopCause(summary_total["stop_cause"]) if summary_total.get("stop_cause") else None
         return await settle(engine, record, tenant, summary, clock, system_clock)
     finally:
         await redis.aclose()
@@ -108,6 +111,9 @@ def _merge(total: dict | None, result: dict) -> dict:
     for key in ("sent", "failed", "retry_later", "reconciled"):
         total[key] += result[key]
     total["decided"].extend(result["decided"])
+    # The first batch that stopped on a relay fault says why (they all would).
+    total["fatal"] = total.get("fatal") or result.get("fatal")
+    total["stop_cause"] = total.get("stop_cause") or result.get("stop_cause")
     return total
 
 
@@ -133,6 +139,7 @@ async def send_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     return {
         "sent": summary.sent, "failed": summary.failed, "retry_later": summary.retry_later,
         "reconciled": summary.reconciled, "decided": [[list(key), n] for key, n in summary.decided.items()],
+        "fatal": summary.fatal, "stop_cause": summary.stop_cause.value if summary.stop_cause else None,
     }
 
 

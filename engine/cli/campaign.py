@@ -10,7 +10,7 @@ import click
 
 from engine.cli.common import Context, common_options, pass_context, run
 from engine.clock import Clock, shifted_clock
-from engine.errors import InputError
+from engine.errors import ConsentryError, InputError
 from engine.timeutil import iso_z, parse_instant
 
 
@@ -198,6 +198,7 @@ def _send_options(settings, batch_size: int, concurrency: int):  # noqa: ANN001,
         max_attempts=settings.retry_attempts,
         retry_base_s=settings.retry_base_s,
         claim_ttl_s=settings.claim_ttl_s,
+        policy_stop_after=settings.smtp_policy_stop_after,
     )
 
 
@@ -252,8 +253,9 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 
     async def _send():
         from engine.db.session import sending_engine
-        from engine.send.runner import launch_campaign, run_campaign
+        from engine.send.runner import check_transport, launch_campaign, run_campaign
 
+        check_transport(definition.channel, settings)  # a bad CA file: refused before launch
         engine = sending_engine(settings.database_url, settings.claim_ttl_s)
         try:
             record, tenant = await launch_campaign(engine, definition, clock)
@@ -296,7 +298,6 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
 
 def _finish(result) -> None:  # noqa: ANN001
     from engine.db.states import Outcome, outcome_of
-    from engine.errors import ConsentryError
 
     summary = result.summary
     outcomes = result.outcomes
@@ -321,8 +322,13 @@ def _finish(result) -> None:  # noqa: ANN001
             f"`consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}` to finish"
         )
     if summary.fatal:
-        raise ConsentryError(
-            f"campaign stopped: {summary.fatal}; fix the sender or credentials, then run "
+        if result.record.definition.channel == "email":
+            hint = _STOP_HINT.get(str(summary.stop_cause), "fix the relay or its settings")
+        else:
+            hint = "fix the Twilio account, its credentials (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN) or the sender number"
+        raise CampaignStopped(
+            f"campaign stopped: {summary.fatal}\n"
+            f"{result.unfinished:,} recipients left pending; {hint}, then run "
             f"`consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}`"
         )
     if result.unfinished > result.held_elsewhere:
@@ -332,6 +338,26 @@ def _finish(result) -> None:  # noqa: ANN001
         )
         raise error
 
+
+class CampaignStopped(ConsentryError):
+    """The relay refused us, not the recipients: nothing more goes until a person fixes the
+    cause. Its own exit code, so that a cron job re-running `resume` on exit 1 (transient
+    errors) does not hammer a relay that will refuse it the same way (docs/sending.md)."""
+
+    exit_code = 3
+
+
+# By engine.transports.errors.StopCause (a str enum; not imported here: it would load every
+# transport for `campaign status`).
+_STOP_HINT = {
+    "certificate": "trust the relay's CA with CONSENTRY_SMTP_CA_FILE or CONSENTRY_SMTP_CA_DIR "
+                   "(or fix the relay's certificate, or the host name in CONSENTRY_SMTP_URL)",
+    "tls": "check the TLS mode in CONSENTRY_SMTP_URL (starttls=true, smtps://) against the relay's",
+    "credentials": "fix the user and password in CONSENTRY_SMTP_URL (or the relay's account)",
+    "sender": "use a sender the relay accepts for this account",
+    "policy": "have the relay accept these recipients from us (authenticate, or fix its access rules); "
+              "CONSENTRY_SMTP_POLICY_STOP_AFTER sets how many in a row stop a campaign",
+}
 
 _OUTCOME_LABEL = {
     "sent": "sent", "opt_in_request": "opt-in requests sent", "suppressed": "suppressed", "deferred": "deferred",
@@ -382,6 +408,11 @@ def campaign_status(ctx: Context, code: str, tenant: str, as_json: bool) -> None
         table.add_row(label, item["state"], item["decision"], item["reason"] or "-", f"{item['count']:,}")
     table.add_row("total", "", "", "", f"{body['total']:,}", style="bold")
     console.print(table)
+    unfinished = [item for item in body["last_errors"] if item["state"] in ("pending", "sending", "failed")]
+    if unfinished:
+        console.print("last errors (every recipient's: `campaign export`):")
+        for item in unfinished[:5]:
+            console.print(f"  {item['count']:>7,}  {item['state']:<8} {item['last_error']}", markup=False, highlight=False)
 
 
 @campaign.command("export")

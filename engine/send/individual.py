@@ -66,6 +66,9 @@ async def send_individual(
         raise InputError("the message body is empty", field="--body")
     if channel == "email" and not (subject and subject.strip()):
         raise InputError("an email needs a subject", field="--subject")
+    from engine.send.runner import check_transport
+
+    check_transport(channel, settings)  # a missing CA file: refused before a row is written
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
     class_code = class_code or default_class(tenant.policy)
@@ -123,7 +126,9 @@ async def send_individual(
                 provider_id, segments = await transport.send(address, from_number, text.text)
                 segments = segments or text.segments
         except PermanentError as exc:
-            error, cause, state = f"{exc.code}: {exc.message}", exc.block_cause, DeliveryState.FAILED
+            # A fault of the relay (certificate, credentials, sender) reads in plain words.
+            error = str(exc) if exc.stop_cause else f"{exc.code}: {exc.message}"
+            cause, state = exc.block_cause, DeliveryState.FAILED
         except TransientError as exc:
             error, state = f"transient: {exc}", DeliveryState.PENDING
         stamp = clock()

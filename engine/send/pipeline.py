@@ -42,6 +42,7 @@ from engine.db.models import Contact
 from engine.db.retry import in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
+from engine.send.breaker import PolicyBreaker
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
 from engine.send.content import Content, Job
@@ -51,9 +52,8 @@ from engine.send.results import WITHDRAWN, Result, ResultWriter
 from engine.transports.errors import (
     DispatchCancelled,
     PermanentError,
-    SenderRejected,
+    StopCause,
     TransientError,
-    TransportAuthError,
 )
 from gating import (
     BatchEvaluator,
@@ -82,6 +82,8 @@ class SendOptions:
     # How long a claim holds without renewal: a runner that dies or freezes leaves its rows
     # in doubt for at most this long before another runner reclaims them.
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
+    # Recipients in a row refused with the same 5.7.x before the run stops (0: never).
+    policy_stop_after: int = 5
 
 
 @dataclass(slots=True)
@@ -93,7 +95,8 @@ class RunSummary:
     failed: int = 0
     retry_later: int = 0
     reconciled: int = 0
-    fatal: str | None = None  # why the run stopped early, if it did
+    fatal: str | None = None  # why the run stopped early, if it did, in plain words
+    stop_cause: StopCause | None = None  # and what kind of fault that was
     lost_claims: bool = False  # stopped because its claims lapsed (frozen, database gone)
 
     def count(self, decision: str, reason: str, n: int = 1) -> None:
@@ -108,6 +111,7 @@ class RunSummary:
         self.retry_later = other.retry_later  # what the last pass left behind
         self.reconciled += other.reconciled
         self.fatal = self.fatal or other.fatal
+        self.stop_cause = self.stop_cause or other.stop_cause
         self.lost_claims = self.lost_claims or other.lost_claims
 
 
@@ -153,9 +157,11 @@ class CampaignRun:
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
-        # A failure that every message would share (sender refused, bad credentials) stops
-        # the run: recipients stay pending for a resume instead of all being marked failed.
+        # A failure that every message would share (an untrusted certificate, a refused
+        # sender or credentials, a relay refusing recipients by policy) stops the run:
+        # recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
+        self.breaker = PolicyBreaker(options.policy_stop_after)
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self.results = ResultWriter(
@@ -175,6 +181,8 @@ class CampaignRun:
             for _ in workers:
                 await self._queue.put(None)
             await asyncio.gather(*workers)
+            # Refusals still held when the queue ran dry: a row too short to stop for.
+            await self._record(self.breaker.drain())
         finally:
             for task in workers:
                 task.cancel()
@@ -375,50 +383,60 @@ class CampaignRun:
 
     async def _worker(self) -> None:
         while (job := await self._queue.get()) is not None:
-            outcome = await self._deliver(job)
+            outcome, refusal = await self._deliver(job)
             if outcome is WITHDRAWN:
                 self._withdrawn.append(job.delivery_id)
                 continue
+            # A policy refusal may be held until its row ends (engine/send/breaker.py);
+            # it was refused, so holding it leaves nothing sent and unrecorded.
+            settled = self.breaker.observe(job, outcome, refusal)
+            if self.breaker.tripped is not None and self.fatal is None:
+                self.fatal = self.breaker.tripped
             # Wait until the result is committed before the next message: at most one
             # unrecorded message per worker, whatever happens to this process.
-            await self.results.record(job, outcome)
+            await self._record(settled)
 
-    async def _deliver(self, job: Job) -> Result:
+    async def _record(self, results: list[tuple[Job, Result]]) -> None:
+        await asyncio.gather(*(self.results.record(job, result) for job, result in results))
+
+    async def _deliver(self, job: Job) -> tuple[Result, PermanentError | None]:
+        """The result of one delivery, and the permanent error it came from, if any."""
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
             if self.fatal is not None:
                 if job.in_doubt:
-                    return WITHDRAWN
-                return Result(DeliveryState.PENDING, error=f"not attempted: {self.fatal}")
+                    return WITHDRAWN, None
+                return Result(DeliveryState.PENDING, error=f"not attempted: {self.fatal}"), None
             if not self.claims.may_dispatch():
-                return WITHDRAWN
+                return WITHDRAWN, None
             try:
                 if job.in_doubt and attempt == 0:
                     found = await self.transport.reconcile(self.content, job)
                     if found is not None:
                         self.summary.reconciled += 1
-                        return Result(DeliveryState.SENT, provider_id=found)
+                        return Result(DeliveryState.SENT, provider_id=found), None
                 await self.limiter.acquire()
                 if not self.claims.may_dispatch():
-                    return WITHDRAWN
+                    return WITHDRAWN, None
                 with self.metrics.time_dispatch(self.channel):
                     provider_id, segments = await self.transport.deliver(self.content, job, guard=self.claims.may_dispatch)
-                return Result(DeliveryState.SENT, provider_id=provider_id, segments=segments)
+                return Result(DeliveryState.SENT, provider_id=provider_id, segments=segments), None
             except DispatchCancelled:
-                return WITHDRAWN
-            except (SenderRejected, TransportAuthError) as exc:
-                self.metrics.record_transport_error(self.channel, "permanent")
-                self.fatal = exc
-                # The transport refused the sender itself: nothing reached the recipient.
-                return Result(DeliveryState.PENDING, error=f"{exc.code}: {exc.message}")
+                return WITHDRAWN, None
             except PermanentError as exc:
                 self.metrics.record_transport_error(self.channel, "permanent")
-                return Result(DeliveryState.FAILED, error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause)
+                if exc.stop_cause is not None:
+                    # The relay refused us (certificate, credentials, sender), not the
+                    # recipient: nothing reached them, and the run stops.
+                    self.fatal = self.fatal or exc
+                    return Result(DeliveryState.PENDING, error=str(exc)), exc
+                return Result(DeliveryState.FAILED, error=f"{exc.code}: {exc.message}", block_cause=exc.block_cause,
+                              policy_status=exc.policy_status), exc
             except TransientError as exc:
                 self.metrics.record_transport_error(self.channel, "transient")
                 error = exc
                 delay = min(options.retry_max_s, options.retry_base_s * 2**attempt)
                 # Full jitter: many workers retrying a recovering relay must not stampede it.
                 await asyncio.sleep(random.uniform(0, delay) if attempt + 1 < options.max_attempts else 0)
-        return Result(DeliveryState.PENDING, error=f"transient: {error}")
+        return Result(DeliveryState.PENDING, error=f"transient: {error}"), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.db import deliveries as ledger
@@ -18,7 +18,12 @@ EXPORT_COLUMNS = (
     "external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at",
     # Added after FORMATS.md's first columns: what happened, one word, the opt-in request its own.
     "outcome",
+    # Why the last attempt did not deliver (the relay's reply, or why the run stopped);
+    # empty once sent, and for rows never attempted.
+    "last_error",
 )
+# `campaign status` lists the most common last errors, not every one: the export has each.
+STATUS_ERRORS = 20
 _d = Delivery.__table__
 _c = Contact.__table__
 
@@ -27,6 +32,14 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
     async with engine.connect() as conn:
         counts = await ledger.counts_by_state(conn, record.tenant_id, record.id)
         row = (await conn.execute(select(_campaign_status(record.id)))).first()
+        rows = func.count().label("rows")
+        errors = (await conn.execute(
+            select(_d.c.state, _d.c.error, rows)
+            .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id, _d.c.error.is_not(None))
+            .group_by(_d.c.state, _d.c.error)
+            .order_by(rows.desc(), _d.c.state, _d.c.error)
+            .limit(STATUS_ERRORS)
+        )).all()
     by_state: dict[str, int] = {}
     by_outcome: dict[str, int] = {}
     for state, purpose, _decision, _reason, n in counts:
@@ -46,6 +59,8 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
             {"state": str(s), "outcome": str(outcome_of(s, p)), "purpose": str(p), "decision": d, "reason": r, "count": n}
             for s, p, d, r, n in sorted(counts, key=lambda item: (-item[4], item[0], item[3]))
         ],
+        # The most common last errors of the rows that have one (every row's: the export).
+        "last_errors": [{"state": state, "last_error": error, "count": count} for state, error, count in errors],
     }
 
 
@@ -63,7 +78,7 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
     last_id, written = 0, 0
     query = (
         select(_d.c.id, _c.c.external_id, _d.c.channel, _d.c.address, _d.c.decision, _d.c.reason, _d.c.defer_until_us,
-               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose)
+               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose, _d.c.error)
         .join(_c, _c.c.id == _d.c.contact_id)
         .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id)
         .order_by(_d.c.id)
@@ -75,7 +90,8 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
         if not rows:
             return written
         writer.writerows(
-            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]), outcome_of(r[7], r[11]))
+            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]), outcome_of(r[7], r[11]),
+             r[12] or "")
             for r in rows
         )
         written += len(rows)

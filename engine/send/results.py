@@ -39,6 +39,8 @@ class Result:
     segments: int | None = None
     error: str | None = None
     block_cause: str | None = None
+    # The 5.7.x of a refusal by the relay's policy (engine/send/breaker.py), else None.
+    policy_status: str | None = None
 
 
 # Not attempted because the claim lapsed: the row is left to whoever holds it now.

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.definition import CampaignDefinition
 from engine.clock import Clock, system_clock
-from engine.config import Settings
+from engine.config import Settings, TlsMode
 from engine.db import deliveries as ledger
 from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
@@ -101,6 +101,7 @@ async def run_campaign(
 ) -> SendResult:
     """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
     same) the real passing of time between runners (engine/send/claims.py)."""
+    check_transport(record.definition.channel, settings)
     async with engine.begin() as conn:
         await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
     summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
@@ -137,7 +138,7 @@ async def run_range(
                               lease_clock=lease_clock)
             summary.add(await run.run())
             if run.fatal is not None:
-                summary.fatal = str(run.fatal)
+                summary.fatal, summary.stop_cause = str(run.fatal), run.fatal.stop_cause
             if summary.fatal or summary.lost_claims:
                 break
             if not await _wait_for_others(engine, record, tenant, id_range, options, lease_clock or clock):
@@ -185,6 +186,16 @@ async def settle(
     return SendResult(record, summary, status, counts, held)
 
 
+def check_transport(channel: str, settings: Settings) -> None:
+    """Refuse to start (InputError, exit 2) when the channel's transport cannot be set up
+    from the settings: a CA file or client certificate that is missing or not PEM. The TLS
+    context is built here once and reused by every connection (engine/transports/smtp.py)."""
+    if channel == "email" and settings.relay.tls != TlsMode.NONE:
+        from engine.transports.smtp import tls_context_for
+
+        tls_context_for(settings.relay)
+
+
 async def open_channel(channel: str, settings: Settings, concurrency: int, status_callback: str | None = None):  # noqa: ANN201
     """The pipeline's adapter for a channel, and how to close it."""
     transport, closer = await open_channel_transport(channel, settings, concurrency)
@@ -198,7 +209,7 @@ async def open_channel_transport(channel: str, settings: Settings, concurrency: 
 
         # One message per four round trips on a session: with a slow relay the number of
         # connections sets the rate, so the pool follows the concurrency.
-        pool = SmtpPool(settings.smtp_url, size=max(1, concurrency))
+        pool = SmtpPool(settings.relay, size=max(1, concurrency))
         return pool, pool.close
     from engine.transports.sms import TwilioSms
 

@@ -7,7 +7,11 @@ The pipeline sees the interfaces of `base.py` and the error hierarchy of `errors
 from engine.transports.base import EmailTransport, SmsTransport
 from engine.transports.errors import (
     PermanentError,
+    RelayCertificateError,
+    RelayPolicyError,
+    RelayTlsError,
     SenderRejected,
+    StopCause,
     TransientError,
     TransportAuthError,
     TransportConnectionError,
@@ -15,19 +19,23 @@ from engine.transports.errors import (
     TransportTimeoutError,
 )
 from engine.transports.sms import TwilioSms
-from engine.transports.smtp import SmtpPool, SmtpSettings
+from engine.transports.smtp import SmtpPool, tls_context_for
 
 __all__ = [
     "EmailTransport",
     "PermanentError",
+    "RelayCertificateError",
+    "RelayPolicyError",
+    "RelayTlsError",
     "SenderRejected",
     "SmsTransport",
     "SmtpPool",
-    "SmtpSettings",
+    "StopCause",
     "TransientError",
     "TransportAuthError",
     "TransportConnectionError",
     "TransportError",
     "TransportTimeoutError",
     "TwilioSms",
+    "tls_context_for",
 ]

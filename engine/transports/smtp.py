@@ -17,28 +17,37 @@ How replies become errors (engine/transports/errors.py):
 | 4xx anywhere, 421 | `TransientError` (the session is dropped after a 421) |
 | RCPT 5xx with enhanced code 5.1.x (not 5.1.7/5.1.8) or 5.2.1 | `PermanentError(block_cause="hard_bounce")` |
 | RCPT 550/551/553 without an enhanced code | `PermanentError(block_cause="hard_bounce")` |
-| other RCPT / DATA 5xx (policy 5.7.x, mailbox full 5.2.2, content) | `PermanentError(block_cause=None)` |
-| MAIL FROM or EHLO 5xx | `SenderRejected` |
-| AUTH 5xx | `TransportAuthError` |
-| refused, reset, closed, greeting not 220 | `TransportConnectionError` |
-| no reply within `timeout` | `TransportTimeoutError` (in doubt if it was the data) |
+| other RCPT / DATA 5xx (policy 5.7.x, mailbox full 5.2.2, content) | `PermanentError(block_cause=None)`; `policy_status` "5.7.x" for policy |
+| MAIL FROM or EHLO 5xx | `SenderRejected` (stops the campaign) |
+| AUTH 5xx, or AUTH not offered while the URL has credentials | `TransportAuthError` (stops) |
+| the relay's certificate does not verify (CA, expiry, name) | `RelayCertificateError` (stops) |
+| STARTTLS required and not offered; a TLS handshake the ends cannot agree on | `RelayTlsError` (stops) |
+| refused, reset, closed, greeting not 220, TLS cut off mid-handshake | `TransportConnectionError` |
+| no reply within the connection or command timeout | `TransportTimeoutError` (in doubt if it was the data) |
+
+The failures marked "stops" carry a `stop_cause` and a plain-words `context` (whose
+certificate, which user, which sender): the pipeline stops the campaign on them, leaving
+its recipients pending for `campaign resume` (docs/sending.md, "Relay faults").
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import re
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from engine.config import SMTP_URL_VARIABLE, RelaySettings, TlsMode
 from engine.transports.base import EmailTransport
 from engine.transports.errors import (
     DispatchCancelled,
     PermanentError,
+    RelayCertificateError,
+    RelayTlsError,
     SenderRejected,
     TransientError,
     TransportAuthError,
@@ -48,74 +57,59 @@ from engine.transports.errors import (
 )
 from engine.transports.guarded import guard_writes
 
-DEFAULT_TIMEOUT_S = 30.0
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+# TLS failures that say the connection broke, not that the two ends cannot agree.
+_BROKEN_TLS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpSettings:
-    """Where and how to connect, parsed from `smtp://[user:pass@]host:port[?starttls=true]`.
+@functools.lru_cache(maxsize=16)
+def tls_context_for(relay: RelaySettings) -> ssl.SSLContext:
+    """The TLS context for a relay: its CA file or directory (else the system's trust store),
+    its client certificate, hostname checking on. Built once per distinct settings: loading
+    a CA bundle costs milliseconds, and every session of every pool can share the context.
 
-    `smtps://` connects with TLS from the start (port 465). `starttls=true` requires the
-    upgrade, `starttls=false` forbids it; without the parameter, aiosmtplib upgrades when
-    the server offers STARTTLS.
+    Files that cannot be read or parsed raise InputError naming the variable, so a send
+    refuses to start (exit 2) rather than fail on each message.
     """
+    from engine.errors import InputError
 
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    use_tls: bool = False
-    start_tls: bool | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> SmtpSettings:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError(f"SMTP URL {url!r}: expected smtp://[user:pass@]host:port[?starttls=true]")
-        query = {key.lower(): values[-1].lower() for key, values in parse_qs(parts.query).items()}
-        unknown = set(query) - {"starttls"}
-        if unknown:
-            raise ValueError(f"SMTP URL {url!r}: unknown parameter {sorted(unknown)[0]!r}")
-        start_tls: bool | None = None
-        if "starttls" in query:
-            if query["starttls"] not in _TRUE | _FALSE:
-                raise ValueError(f"SMTP URL {url!r}: starttls must be true or false")
-            start_tls = query["starttls"] in _TRUE
-        use_tls = parts.scheme == "smtps"
-        if use_tls and start_tls:
-            raise ValueError(f"SMTP URL {url!r}: smtps:// is already TLS; drop starttls=true")
+    for name, path, want_dir in (("CONSENTRY_SMTP_CA_FILE", relay.ca_file, False), ("CONSENTRY_SMTP_CA_DIR", relay.ca_dir, True),
+                                 ("CONSENTRY_SMTP_CLIENT_CERT", relay.client_cert, False),
+                                 ("CONSENTRY_SMTP_CLIENT_KEY", relay.client_key, False)):
+        if path is not None and not (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+            raise InputError(f"{path}: no such {'directory' if want_dir else 'file'}", field=name)
+    try:
+        # With a CA file or directory, those alone are trusted (the system's store is not
+        # loaded): a private relay's CA is all its certificate may chain to.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=relay.ca_file, capath=relay.ca_dir)
+    except (ssl.SSLError, OSError) as exc:
+        field = "CONSENTRY_SMTP_CA_FILE" if relay.ca_file else "CONSENTRY_SMTP_CA_DIR"
+        raise InputError(f"{relay.ca_file or relay.ca_dir}: no PEM certificate could be loaded ({exc})", field=field) from None
+    if relay.client_cert:
         try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"SMTP URL {url!r}: bad port") from None
-        if port is None:
-            port = 465 if use_tls else 587 if start_tls else 25
-        return cls(
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=use_tls,
-            start_tls=False if use_tls else start_tls,
-        )
+            context.load_cert_chain(relay.client_cert, relay.client_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise InputError(f"{relay.client_cert}: cannot load the client certificate and its key ({exc})",
+                             field="CONSENTRY_SMTP_CLIENT_CERT") from None
+    return context
 
 
 class SmtpPool(EmailTransport):
     """Up to `size` reused SMTP sessions to one relay.
 
     `send_raw` may be called concurrently; at most `size` sends run at once, the others
-    wait for a session. `timeout` bounds every connect and every command. `tls_context`
-    replaces the default (system trust store) for STARTTLS / smtps.
+    wait for a session. The relay's settings (a `RelaySettings`, or a URL parsed into one)
+    say how to connect: TLS mode, trust, client certificate, EHLO name, the connection
+    timeout (TCP, greeting, STARTTLS, AUTH) and the command timeout (each command after).
+    `timeout`, when given, replaces both; `tls_context` replaces the one built from the
+    settings; `local_hostname` the EHLO name.
     """
 
     def __init__(
         self,
-        url: str,
+        relay: RelaySettings | str,
         size: int = 4,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         *,
         tls_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
@@ -123,11 +117,14 @@ class SmtpPool(EmailTransport):
     ) -> None:
         if size < 1:
             raise ValueError("SmtpPool size must be at least 1")
-        self.settings = SmtpSettings.from_url(url)
+        self.relay = RelaySettings.parse(relay) if isinstance(relay, str) else relay
         self.size = size
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else self.relay.command_timeout_s
+        self.connect_timeout = timeout if timeout is not None else self.relay.connect_timeout_s
+        if tls_context is None and self.relay.tls != TlsMode.NONE:
+            tls_context = tls_context_for(self.relay)
         self.tls_context = tls_context
-        self.local_hostname = local_hostname
+        self.local_hostname = local_hostname or self.relay.ehlo_name
         self.max_messages_per_connection = max_messages_per_connection
         self._idle: list[_Session] = []
         self._slots = asyncio.Semaphore(size)
@@ -172,7 +169,7 @@ class SmtpPool(EmailTransport):
                     self._checkin(session)
                 if error is None:
                     raise
-                raise error from exc
+                raise self._explained(error, sender) from exc
             session.sent += 1
             self._checkin(session)
             return reply
@@ -231,27 +228,61 @@ class SmtpPool(EmailTransport):
             if session.client.is_connected:
                 return session
             session.discard()
+        relay = self.relay
+        # STARTTLS and AUTH are done here, not by aiosmtplib's connect(), so that each
+        # failure is told apart by what we asked, never by the text of an exception.
         client = aiosmtplib.SMTP(
-            hostname=self.settings.host,
-            port=self.settings.port,
-            username=self.settings.username,
-            password=self.settings.password,
-            use_tls=self.settings.use_tls,
-            start_tls=self.settings.start_tls,
+            hostname=relay.host,
+            port=relay.port,
+            use_tls=relay.tls == TlsMode.IMPLICIT,
+            start_tls=False,
             tls_context=self.tls_context,
             local_hostname=self.local_hostname,
-            timeout=self.timeout,
+            timeout=self.connect_timeout,
         )
         try:
             await client.connect()
+            await self._secure_and_log_in(client)
         except BaseException as exc:
-            error = classify(exc, connecting=True)
+            client.close()
+            error = exc if isinstance(exc, TransportError) else classify(exc, connecting=True)
             if error is None:
                 raise
-            raise error from exc
+            raise self._explained(error) from exc
         self.connections_opened += 1
         guard_writes(client.protocol, lambda: self._guard)
         return _Session(client)
+
+    async def _secure_and_log_in(self, client: aiosmtplib.SMTP) -> None:
+        relay, timeout = self.relay, self.connect_timeout
+        if relay.tls == TlsMode.STARTTLS:
+            await client.ehlo(timeout=timeout)
+            if not client.supports_extension("starttls"):
+                raise RelayTlsError(f"the relay does not offer STARTTLS, which {SMTP_URL_VARIABLE} requires",
+                                    context="no TLS with the relay")
+            await client.starttls(timeout=timeout)
+        if relay.username is None:
+            return
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo(timeout=timeout)
+        if not client.supports_extension("auth"):
+            hint = " (many relays offer AUTH only over TLS)" if relay.tls == TlsMode.NONE else ""
+            raise TransportAuthError(f"the relay offers no AUTH on this connection{hint}",
+                                     context=f"relay cannot take credentials for user {relay.username}")
+        await client.login(relay.username, relay.password or "", timeout=timeout)
+
+    def _explained(self, error: TransportError, sender: str | None = None) -> TransportError:
+        """The error with its plain-words lead: whose certificate, which user, which sender."""
+        if error.context is None:
+            if isinstance(error, RelayCertificateError):
+                error.context = f"relay certificate not trusted ({self.relay.trust})"
+            elif isinstance(error, RelayTlsError):
+                error.context = f"TLS with the relay {self.relay.host}:{self.relay.port} failed"
+            elif isinstance(error, TransportAuthError) and self.relay.username is not None:
+                error.context = f"relay refused credentials for user {self.relay.username}"
+            elif isinstance(error, SenderRejected) and sender is not None:
+                error.context = f"relay refused the sender {sender}"
+        return error
 
     def _checkin(self, session: _Session) -> None:
         limit = self.max_messages_per_connection
@@ -304,8 +335,29 @@ def is_hard_bounce(code: int, message: str) -> bool:
     return subject == "2" and detail == "1"  # 5.2.1: mailbox disabled
 
 
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a failure, if any (aiosmtplib wraps implicit TLS's in
+    SMTPConnectError; STARTTLS's arrive bare)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain, not a cycle; a few links at most
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def classify(exc: BaseException, connecting: bool = False) -> TransportError | None:
     """The transport error for an aiosmtplib (or socket) failure; None to let it propagate."""
+    tls = _tls_failure(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        # Not transient: the same certificate fails the same way on every retry.
+        return RelayCertificateError(f"certificate verify failed: {tls.verify_message or tls.reason}")
+    if tls is not None and connecting and not isinstance(tls, _BROKEN_TLS):
+        # The two ends cannot agree (protocol version, ciphers, a client certificate the
+        # relay wants, smtps:// to a STARTTLS port): configuration, not bad luck.
+        return RelayTlsError(f"handshake failed: {tls.reason or tls}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refusals = exc.recipients
         first = refusals[0]

@@ -21,7 +21,7 @@ from tests.engine.scenario import AT, AT_INSTANT, build, iso
 
 EXPORT = ["external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at"]
 # Added columns (FORMATS.md allows adding): what happened to the recipient, in one word.
-EXPORT_ADDED = ["outcome"]
+EXPORT_ADDED = ["outcome", "last_error"]
 
 
 def export(db, code, path, tenant="acme-motors"):
@@ -288,7 +288,7 @@ def test_a_relay_refusing_the_sender_stops_the_campaign_without_failing_recipien
         files, db = dealership
         monkeypatch.setenv("CONSENTRY_SMTP_URL", f"smtp://127.0.0.1:{port}")
         result = consentry("campaign", "send", files["email"], "--at", AT, "--db", db)
-        assert result.code == 1 and "campaign stopped" in result.err and "sender not allowed" in result.err
+        assert result.code == 3 and "campaign stopped: relay refused the sender" in result.err and "sender not allowed" in result.err
         assert sql(db, "select count(*) from deliveries where state = 'failed'") == [(0,)]
         assert sql(db, "select count(*) from consent_events where cause is not null") == [(0,)]
     finally:

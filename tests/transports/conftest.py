@@ -5,7 +5,12 @@
 - `sink`: a plain aiosmtpd server, independent of our code, to prove `SmtpPool` speaks
   real SMTP (and STARTTLS and AUTH, with `tls_sink`);
 - `webhooks`: an aiohttp app that records the status callbacks and inbound webhooks the
-  SMS capture server posts to it.
+  SMS capture server posts to it;
+- `postfix`: Debian's Postfix on loopback (tests/servers.py `PostfixServer`: STARTTLS with
+  a private CA, SASL AUTH, a recipient access map), relaying to `relay_sink`, our capture
+  server on a loop of its own (the CLI under test runs `asyncio.run` itself). Session-wide,
+  the sink emptied before each test. Postfix that cannot start fails the test with its log
+  tail; it is never skipped.
 
 Every server binds port 0 and the tests read back the port it got. Waiting is on events
 with timeouts, never on sleeps.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,8 @@ from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from engine.capture import SmsCaptureServer, SmtpCaptureServer
+from tests.capture import ThreadedCapture
+from tests.servers import PostfixServer, ServerError
 
 SINK_USER, SINK_PASSWORD = "mailer", "s3cret"
 
@@ -223,3 +230,44 @@ async def webhook_server() -> AsyncIterator[Webhooks]:
 def webhooks(webhook_server: Webhooks) -> Webhooks:
     webhook_server.reset()
     return webhook_server
+
+
+# --- a real relay: Postfix ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def relay_sink_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedCapture]:
+    servers = ThreadedCapture(tmp_path_factory.mktemp("relay-sink"))
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def relay_sink(relay_sink_servers: ThreadedCapture) -> ThreadedCapture:
+    """Where Postfix relays to: every message it hands on, counted (duplicates too)."""
+    relay_sink_servers.run(relay_sink_servers.smtp.reset)
+    return relay_sink_servers
+
+
+@pytest.fixture(scope="session")
+def postfix_server(tmp_path_factory: pytest.TempPathFactory, relay_sink_servers: ThreadedCapture) -> Iterator[PostfixServer]:
+    server = PostfixServer(tmp_path_factory.mktemp("postfix"), relay_sink_servers.smtp.port)
+    failure = ""
+    try:
+        server.start()
+    except ServerError as exc:  # failed outside the `except`: no chained traceback in the report
+        failure = str(exc)
+    if failure:
+        server.stop()
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postfix(postfix_server: PostfixServer, relay_sink: ThreadedCapture) -> Iterator[PostfixServer]:
+    """The running Postfix, with an empty recipient access map again after the test."""
+    yield postfix_server
+    postfix_server.set_recipient_access({})

@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 
 from engine.capture import SmtpCaptureServer
+from engine.config import RelaySettings, Settings, TlsMode
+from engine.errors import InputError
 from engine.transports import (
     PermanentError,
+    RelayCertificateError,
+    RelayTlsError,
     SmtpPool,
-    SmtpSettings,
+    StopCause,
     TransientError,
     TransportAuthError,
     TransportConnectionError,
     TransportTimeoutError,
+    tls_context_for,
 )
 from engine.transports.smtp import is_hard_bounce
 from tests.transports.conftest import SINK_PASSWORD, SINK_USER, Sink
@@ -75,6 +80,8 @@ async def test_wrong_password_is_an_auth_error(tls_sink: Sink, client_tls_contex
     await pool.close()
     assert failure.value.code == 535
     assert failure.value.block_cause is None
+    assert failure.value.stop_cause == StopCause.CREDENTIALS
+    assert str(failure.value).startswith(f"relay refused credentials for user {SINK_USER}: 535 ")
 
 
 async def test_auth_against_the_capture_server(smtp_server: SmtpCaptureServer) -> None:
@@ -207,25 +214,117 @@ async def test_max_messages_per_connection_rotates_sessions(smtp_server: SmtpCap
 
 
 @pytest.mark.parametrize(("url", "expected"), [
-    ("smtp://127.0.0.1:1025", SmtpSettings("127.0.0.1", 1025)),
-    ("smtp://relay.example", SmtpSettings("relay.example", 25)),
+    ("smtp://127.0.0.1:1025", RelaySettings("127.0.0.1", 1025, tls=TlsMode.NONE)),
+    ("smtp://localhost", RelaySettings("localhost", 25, tls=TlsMode.NONE)),
+    # Off loopback, STARTTLS is required unless the URL says otherwise.
+    ("smtp://relay.example", RelaySettings("relay.example", 587, tls=TlsMode.STARTTLS)),
     ("smtp://u%40x.example:p%3Aw@relay.example:2525?starttls=true",
-     SmtpSettings("relay.example", 2525, "u@x.example", "p:w", start_tls=True)),
-    ("smtp://relay.example?starttls=true", SmtpSettings("relay.example", 587, start_tls=True)),
-    ("smtp://relay.example:25?starttls=false", SmtpSettings("relay.example", 25, start_tls=False)),
-    ("smtps://relay.example", SmtpSettings("relay.example", 465, use_tls=True, start_tls=False)),
+     RelaySettings("relay.example", 2525, "u@x.example", "p:w", tls=TlsMode.STARTTLS)),
+    ("smtp://relay.example?starttls=true", RelaySettings("relay.example", 587, tls=TlsMode.STARTTLS)),
+    ("smtp://127.0.0.1:2525?starttls=true", RelaySettings("127.0.0.1", 2525, tls=TlsMode.STARTTLS)),
+    ("smtp://capture-smtp:1025?starttls=false&insecure=true", RelaySettings("capture-smtp", 1025, tls=TlsMode.NONE)),
+    ("smtps://relay.example", RelaySettings("relay.example", 465, tls=TlsMode.IMPLICIT)),
 ])
-def test_url_parsing(url: str, expected: SmtpSettings) -> None:
-    assert SmtpSettings.from_url(url) == expected
+def test_url_parsing(url: str, expected: RelaySettings) -> None:
+    assert RelaySettings.parse(url) == expected
 
 
-@pytest.mark.parametrize("url", [
-    "http://relay.example", "smtp://", "smtp://relay.example?starttls=maybe",
-    "smtp://relay.example?tls=1", "smtps://relay.example?starttls=true", "smtp://relay.example:99999",
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://relay.example", "expected smtp://"),
+    ("smtp://", "expected smtp://"),
+    ("smtp://relay.example?starttls=maybe", "starttls must be true or false"),
+    ("smtp://relay.example?tls=1", "unknown parameter 'tls'"),
+    ("smtps://relay.example?starttls=true", "already TLS"),
+    ("smtp://relay.example:99999", "bad port"),
+    # Clear text off loopback would show the password to the network.
+    ("smtp://relay.example:25?starttls=false", "not a loopback address"),
+    ("smtp://mailer:s3cret@relay.example:25?starttls=false", "'smtp://mailer:***@relay.example:25?starttls=false'"),
 ])
-def test_bad_urls_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="SMTP URL"):
-        SmtpSettings.from_url(url)
+def test_bad_urls_are_refused_naming_the_variable(url: str, says: str) -> None:
+    with pytest.raises(InputError) as refused:
+        Settings.from_environ({"CONSENTRY_SMTP_URL": url})
+    assert refused.value.field == "CONSENTRY_SMTP_URL"
+    assert says in str(refused.value) and "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("env", "field", "says"), [
+    ({"CONSENTRY_SMTP_CA_FILE": "/ca.pem"}, "CONSENTRY_SMTP_CA_FILE", "uses no TLS"),
+    ({"CONSENTRY_SMTP_URL": "smtps://relay.example", "CONSENTRY_SMTP_CLIENT_KEY": "/k.pem"},
+     "CONSENTRY_SMTP_CLIENT_KEY", "needs its certificate"),
+    ({"CONSENTRY_SMTP_EHLO_NAME": "mail host"}, "CONSENTRY_SMTP_EHLO_NAME", "not a host name"),
+    ({"CONSENTRY_SMTP_CONNECT_TIMEOUT_S": "soon"}, "CONSENTRY_SMTP_CONNECT_TIMEOUT_S", "not a number"),
+    ({"CONSENTRY_SMTP_COMMAND_TIMEOUT_S": "0"}, "CONSENTRY_SMTP_COMMAND_TIMEOUT_S", "must be positive"),
+    ({"CONSENTRY_SMTP_POLICY_STOP_AFTER": "-1"}, "CONSENTRY_SMTP_POLICY_STOP_AFTER", "whole number"),
+])
+def test_bad_relay_settings_are_refused_naming_the_variable(env: dict[str, str], field: str, says: str) -> None:
+    with pytest.raises(InputError) as refused:
+        Settings.from_environ(env)
+    assert refused.value.field == field and says in str(refused.value)
+
+
+def test_relay_settings_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_environ({
+        "CONSENTRY_SMTP_URL": "smtp://mailer:pw@relay.example?starttls=true",
+        "CONSENTRY_SMTP_CA_FILE": "/etc/relay/ca.pem", "CONSENTRY_SMTP_CA_DIR": "/etc/relay/certs",
+        "CONSENTRY_SMTP_CLIENT_CERT": "/etc/relay/me.pem", "CONSENTRY_SMTP_CLIENT_KEY": "/etc/relay/me.key",
+        "CONSENTRY_SMTP_EHLO_NAME": "mailer.acme.example",
+        "CONSENTRY_SMTP_CONNECT_TIMEOUT_S": "5", "CONSENTRY_SMTP_COMMAND_TIMEOUT_S": "120",
+        "CONSENTRY_SMTP_POLICY_STOP_AFTER": "0",
+    })
+    assert settings.relay == RelaySettings(
+        "relay.example", 587, "mailer", "pw", TlsMode.STARTTLS, "/etc/relay/ca.pem", "/etc/relay/certs",
+        "/etc/relay/me.pem", "/etc/relay/me.key", "mailer.acme.example", 5.0, 120.0,
+    )
+    assert settings.smtp_policy_stop_after == 0
+    assert "pw" not in repr(settings.relay)
+    # --smtp-url replaces the variable before it is parsed, so a bad one does not matter.
+    chosen = Settings.from_environ({"CONSENTRY_SMTP_URL": "bogus"}, smtp_url="smtp://127.0.0.1:2525")
+    assert (chosen.relay.host, chosen.relay.port, chosen.relay.tls) == ("127.0.0.1", 2525, TlsMode.NONE)
+
+
+def test_unreadable_tls_files_are_refused_before_sending(tmp_path: Path) -> None:
+    missing = RelaySettings.parse("smtps://relay.example", ca_file=str(tmp_path / "nowhere.pem"))
+    with pytest.raises(InputError, match="no such file") as refused:
+        tls_context_for(missing)
+    assert refused.value.field == "CONSENTRY_SMTP_CA_FILE"
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(InputError, match="no PEM certificate") as refused:
+        tls_context_for(RelaySettings.parse("smtps://relay.example", ca_file=str(garbage)))
+    assert refused.value.field == "CONSENTRY_SMTP_CA_FILE"
+
+
+async def test_an_untrusted_certificate_stops_rather_than_retries(tls_sink: Sink) -> None:
+    """The sink's certificate is self-signed: the system's trust store does not know it."""
+    pool = SmtpPool(f"smtp://127.0.0.1:{tls_sink.port}?starttls=true", size=1)
+    with pytest.raises(RelayCertificateError) as failure:
+        await pool.send_raw(SENDER, ["jane@example.com"], make_message())
+    await pool.close()
+    assert failure.value.stop_cause == StopCause.CERTIFICATE
+    assert str(failure.value).startswith("relay certificate not trusted (the system's trust store")
+    assert "certificate verify failed" in str(failure.value)
+    assert tls_sink.envelopes == []
+
+
+async def test_a_ca_file_makes_the_relay_trusted(tls_sink: Sink, certificate: tuple[Path, Path]) -> None:
+    relay = RelaySettings.parse(f"smtp://{SINK_USER}:{SINK_PASSWORD}@127.0.0.1:{tls_sink.port}?starttls=true",
+                                ca_file=str(certificate[0]), ehlo_name="mailer.acme.example")
+    pool = SmtpPool(relay, size=1)
+    try:
+        await pool.send_raw(SENDER, ["jane@example.com"], make_message())
+    finally:
+        await pool.close()
+    await tls_sink.wait_for(1)
+    assert tls_sink.tls == [True] and tls_sink.authenticated == [True]
+
+
+async def test_starttls_required_but_not_offered_stops(smtp_server: SmtpCaptureServer) -> None:
+    pool = SmtpPool(f"smtp://127.0.0.1:{smtp_server.port}?starttls=true", size=1)
+    with pytest.raises(RelayTlsError, match="does not offer STARTTLS") as failure:
+        await pool.send_raw(SENDER, ["jane@example.com"], make_message())
+    await pool.close()
+    assert failure.value.stop_cause == StopCause.TLS
+    assert smtp_server.messages == []
 
 
 @pytest.mark.parametrize(("code", "message", "bounce"), [
