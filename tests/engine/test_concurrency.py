@@ -253,7 +253,9 @@ def test_workers_a_second_send_and_a_resume_on_one_campaign_text_each_recipient_
     tmp_path, fresh_postgres_url, redis_url, capture
 ):
     db = fresh_postgres_url
-    data = dealership(tmp_path, db, contacts=1200, seed=21, rate=15)
+    # Paced so the arq side alone would take ~40 s: the inline runners' start-up (seconds on
+    # a loaded host) must not outlast the campaign, or they find nothing left to send.
+    data = dealership(tmp_path, db, contacts=1200, seed=21, rate=6)
     capture.run(setattr, capture.sms, "latency_ms", 10)
     started = time.monotonic()
     with Processes(tmp_path / "logs", runner_env(db, capture, redis_url)) as processes:
@@ -263,7 +265,7 @@ def test_workers_a_second_send_and_a_resume_on_one_campaign_text_each_recipient_
         capture.call(capture.sms.wait_for(20, timeout=60))
         resume = processes.start("resume", "campaign", "resume", CODE, "--tenant", data.tenant, "--concurrency", "4")
         second = processes.start("send-inline", "campaign", "send", data.sms_yaml, "--concurrency", "4")
-        deadline = started + 75
+        deadline = started + 150
         runners = [on_arq, resume, second]
         for runner in runners:
             runner.succeeded(deadline)
