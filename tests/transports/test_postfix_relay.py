@@ -233,3 +233,34 @@ def test_a_missing_ca_file_is_refused_before_anything_is_launched(campaign, monk
     reply = consentry("send", "individual", "--tenant", "relay-motors", "--contact", "R01", "--channel", "email",
                       "--subject", "Hello", "--body", "Hi", "--db", db)
     assert reply.code == 2 and "CONSENTRY_SMTP_CA_FILE" in reply.err
+
+
+def test_a_dkim_signature_survives_the_relay(campaign, postfix, relay_sink, monkeypatch, tmp_path):  # noqa: ANN001
+    """Signed by the campaign's worker processes, verified on the bytes Postfix delivered
+    (it adds Received headers and may rewrap: relaxed canonicalisation must hold)."""
+    import base64
+    import subprocess
+
+    import dkim
+
+    path, db = campaign
+    key_file = tmp_path / "relay-motors.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key_file), "2048"], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "rsa", "-in", str(key_file), "-pubout", "-outform", "DER"],
+                            check=True, capture_output=True).stdout
+    tenant = tmp_path / "tenant.yaml"
+    tenant.write_text(tenant.read_text() + "dkim:\n  - {domain: relay-motors.example, selector: s2026, key_file: relay-motors.pem}\n")
+    ok("tenant", "apply", tenant, "--db", db)
+    use_relay(monkeypatch, postfix)
+    monkeypatch.setenv("CONSENTRY_DKIM_PROCESSES", "2")
+
+    assert "finished" in ok("campaign", "send", path, "--db", db).out
+    assert delivered(relay_sink, postfix, RECIPIENTS) == everyone_once()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s2026._domainkey.relay-motors.example."
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    for mail in relay_sink.smtp.messages:
+        assert b"\nReceived: " in b"\n" + mail["raw"], "the bytes as the relay delivered them"
+        assert dkim.verify(mail["raw"], dnsfunc=dns), mail["raw"][:600]
