@@ -28,6 +28,7 @@ from engine.render import (
     compile_campaign_templates,
     find_templates,
 )
+from engine.send.identities import bulk_identity, envelope_sender
 from engine.send.launch import CampaignRecord
 
 
@@ -54,11 +55,13 @@ class Content:
         self.record = record
         self.channel = model.channel
         self.secret = settings.secret.encode()
-        self.sender_email = model.sender.email
+        self.tenant_id = tenant.id
         self.sender_phone = model.sender.phone
-        sender_name = model.sender.name or tenant.name
-        self.domain = (self.sender_email or "consentry.invalid").rpartition("@")[2]
         policy = tenant.policy
+        self.identity = bulk_identity(policy, model.sender.email, model.sender.name, tenant.name) if self.channel == "email" else None
+        self.sender_email = self.identity.email if self.identity else None
+        sender_name = self.identity.name if self.identity else (model.sender.name or tenant.name)
+        self.domain = (self.sender_email or "consentry.invalid").rpartition("@")[2]
         self.campaign_context = CampaignContext(
             tenant_id=tenant.id, campaign_id=record.id, channel=self.channel, secret=self.secret,
             public_url=settings.public_url, tenant_name=tenant.name,
@@ -67,11 +70,11 @@ class Content:
         )
         source = TemplateSource.from_snapshot(record.templates["source"])
         templates = compile_campaign_templates(source, subject=record.templates.get("subject"))
-        if self.channel == "email":
-            assert self.sender_email is not None  # the campaign model requires sender.email for email
+        if self.identity is not None:
             self.email = EmailSkeleton.from_templates(
-                templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
-                postal_address=policy.get("postal_address") or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
+                templates, sender_email=self.identity.email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
+                postal_address=policy.get("postal_address") or None, unsubscribe_mailto=self.identity.unsubscribe,
+                reply_to=self.identity.reply_to,
             )
         else:
             self.sms = SmsRenderer.from_templates(
@@ -89,6 +92,12 @@ class Content:
         """Deterministic per delivery, so an in-doubt resend carries the same Message-ID."""
         tag = hmac.new(self.secret, f"{self.record.id}:{job.contact_id}".encode(), hashlib.sha256).hexdigest()[:12]
         return f"<c{self.record.id}.r{job.contact_id}.{tag}@{self.domain}>"
+
+    def envelope_sender(self, job: Job) -> str:
+        """MAIL FROM: the return path tagged with this delivery's token, so a bounce or a
+        complaint sent back to it names the delivery (engine/inbound)."""
+        assert self.identity is not None
+        return envelope_sender(self.identity.return_path, self.secret, self.tenant_id, job.delivery_id)
 
     def email_bytes(self, job: Job, message_id: str) -> bytes:
         name = " ".join(part for part in (job.first_name, job.last_name) if part) or None
@@ -113,7 +122,7 @@ class EmailChannel:
     async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
         """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
         message_id = content.message_id(job)
-        await self.pool.send_raw(content.sender_email, [job.address], content.email_bytes(job, message_id), guard=guard)
+        await self.pool.send_raw(content.envelope_sender(job), [job.address], content.email_bytes(job, message_id), guard=guard)
         return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:
