@@ -31,7 +31,13 @@ from engine.config import Settings
 from engine.db.tenants import load_tenant
 from engine.imports import AddressError, normalize_email
 from engine.inbound.addresses import AddressBook, InboundAddress, Role
-from engine.inbound.feedback import Feedback, delivery_for, record_bounce, record_complaint, recipients_at
+from engine.inbound.feedback import (
+    Feedback,
+    delivery_for,
+    recipients_at,
+    record_bounce,
+    record_complaint,
+)
 from engine.inbound.reports import (
     complaint_of,
     dsn_recipients,

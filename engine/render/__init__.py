@@ -21,7 +21,6 @@ from engine.render.errors import (
 )
 from engine.render.lookup import TemplateSource, builtin_templates, find_templates
 from engine.render.pages import PAGES, render_page
-from engine.render.sandbox import CompiledTemplate, compile_template
 from engine.render.return_path import (
     ReturnPathClaims,
     sign_return_path,
@@ -29,6 +28,7 @@ from engine.render.return_path import (
     tagged_address,
     verify_return_path,
 )
+from engine.render.sandbox import CompiledTemplate, compile_template
 from engine.render.segments import SmsBody, measure_sms
 from engine.render.signing import DkimError, DkimSigner
 from engine.render.skeleton import EmailContent, EmailSkeleton

@@ -101,12 +101,12 @@ def individual_identity(
         raise InputError(f"{chosen!r} is not one of the tenant's people ({people})", field="--from")
     if channel == "sms":
         return IndividualIdentity(None, None, None, None, default_sms_from, None)
-    email = chosen or (senders.bulk.email if senders.bulk else senders.reply_to)
-    if email is None:
+    address = chosen or (senders.bulk.email if senders.bulk else senders.reply_to)
+    if address is None:
         raise InputError("the tenant has no senders.bulk or senders.reply_to: name a person", field="--from")
-    name = senders.bulk.name if senders.bulk and email == senders.bulk.email else None
-    reply_to = senders.reply_to if senders.reply_to != email else None
-    return IndividualIdentity(email, name or tenant_name, reply_to, None, None, senders.inbound_return_path)
+    name = senders.bulk.name if senders.bulk and address == senders.bulk.email else None
+    reply_to = senders.reply_to if senders.reply_to != address else None
+    return IndividualIdentity(address, name or tenant_name, reply_to, None, None, senders.inbound_return_path)
 
 
 def envelope_sender(return_path: str, secret: bytes, tenant_id: int, delivery_id: int) -> str:

@@ -70,7 +70,7 @@ def sent(tmp_path, db_url, capture, listener_for):
 def test_bulk_mail_carries_the_tenants_identities_and_a_token_per_delivery(sent):
     _files, _db, mails, _listener = sent
     envelopes = set()
-    for address, mail in mails.items():
+    for mail in mails.values():
         parsed = email.message_from_bytes(mail["raw"], policy=email.policy.default)
         assert parsed["From"] == "Acme Motors <offers@acme-motors.example>"
         assert parsed["Reply-To"] == "sales@acme-motors.example"
