@@ -14,6 +14,7 @@ after a lost 250) records one block, not two:
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,7 +69,8 @@ async def delivery_for(conn: AsyncConnection, claims: ReturnPathClaims) -> Deliv
     return None if row is None else DeliveryRef(*row)
 
 
-async def record_bounce(engine: AsyncEngine, delivery: DeliveryRef, recipient: DsnRecipient, now_us: int) -> Counter[str] | None:
+async def record_bounce(engine: AsyncEngine, delivery: DeliveryRef, recipient: DsnRecipient, now_us: int,
+                       lock: asyncio.Lock | None = None) -> Counter[str] | None:
     """Record one bounced recipient; returns the ledger events recorded (empty for a soft
     bounce), or None when this hard bounce was already recorded."""
     error = recipient.describe()
@@ -102,10 +104,11 @@ async def record_bounce(engine: AsyncEngine, delivery: DeliveryRef, recipient: D
         )
         return Counter()
 
-    return await in_transaction(engine, hard if recipient.permanent else soft)
+    return await in_transaction(engine, hard if recipient.permanent else soft, lock=lock)
 
 
-async def record_complaint(engine: AsyncEngine, delivery: DeliveryRef, complaint: Complaint, now_us: int) -> Counter[str] | None:
+async def record_complaint(engine: AsyncEngine, delivery: DeliveryRef, complaint: Complaint, now_us: int,
+                          lock: asyncio.Lock | None = None) -> Counter[str] | None:
     """Record a spam complaint about a delivery; None when it was already recorded.
 
     A block (cause `complaint`) stops every email to the address, as the mailbox providers
@@ -133,7 +136,7 @@ async def record_complaint(engine: AsyncEngine, delivery: DeliveryRef, complaint
         await record_events(conn, delivery.tenant_id, events, recorded_at_us=now_us)
         return Counter(str(event["action"]) for event in events)
 
-    return await in_transaction(engine, write)
+    return await in_transaction(engine, write, lock=lock)
 
 
 async def recipients_at(conn: AsyncConnection, tenant: TenantRecord, address: str) -> list[Recipient]:

@@ -15,6 +15,7 @@ SMTP answers (docs/inbound-mail.md):
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 import logging
 from collections import Counter
@@ -79,6 +80,9 @@ class InboundHandler:
         self.clock = clock
         self.instruments = instruments
         self.book = AddressBook(engine, clock)
+        # SQLite has one writer: queued here, concurrent sessions' transactions take turns
+        # at once instead of meeting the file lock and sleeping in its busy handler.
+        self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         # One place to read the key: unsubscribe and return-path tokens are signed with it.
         self.secret = settings.secret.encode()
 
@@ -149,14 +153,14 @@ class InboundHandler:
         if complaint is not None:
             if complaint.feedback_type == "not-spam":
                 return Outcome(tenant, UNMATCHED, Counter(), delivery.id)
-            events = await record_complaint(self.engine, delivery, complaint, now)
+            events = await record_complaint(self.engine, delivery, complaint, now, self.write_lock)
             return Outcome(tenant, Feedback.COMPLAINT if events is not None else DUPLICATE, events or Counter(), delivery.id)
         ours = (delivery.address or "").lower()
         bounced = [r for r in dsn_recipients(message) if r.address.lower() == ours]
         if not bounced:
             return Outcome(tenant, UNMATCHED, Counter(), delivery.id)
         recipient = max(bounced, key=lambda r: r.permanent)
-        events = await record_bounce(self.engine, delivery, recipient, now)
+        events = await record_bounce(self.engine, delivery, recipient, now, self.write_lock)
         if events is None:
             return Outcome(tenant, DUPLICATE, Counter(), delivery.id)
         return Outcome(tenant, Feedback.HARD_BOUNCE if recipient.permanent else Feedback.SOFT_BOUNCE, events, delivery.id)
