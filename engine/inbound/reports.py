@@ -89,6 +89,10 @@ def dsn_recipients(message: email.message.Message) -> list[DsnRecipient]:
     for raw_address in sorted(temporary | permanent):
         address = raw_address.decode("ascii", "replace")
         action, status, diagnostic = fields.get(address.lower(), ("", "", ""))
+        if fields and action not in ("failed", "delayed"):
+            # A standard report decides by its own fields: flufl's later, heuristic
+            # detectors may read "could not be delivered" into a success notice's text.
+            continue
         status_class = status[:1]
         if raw_address in permanent:
             is_permanent = status_class in ("5", "")
@@ -119,6 +123,9 @@ def _delivery_status_fields(message: email.message.Message) -> dict[str, tuple[s
             if ";" in diagnostic:
                 diagnostic = diagnostic.split(";", 1)[1].strip()
             fields[recipient.lower()] = (action, status, diagnostic)
+            original = _typed_address(str(block.get("original-recipient", "")))
+            if original:  # flufl names a recipient by its Original-Recipient when given
+                fields.setdefault(original.lower(), (action, status, diagnostic))
     return fields
 
 
