@@ -26,6 +26,7 @@ FULL = [
     ["bench.bench_send", "--sizes", "10000", "100000", "--latency-size", "10000"],
     ["bench.bench_relay", "--recipients", "500", "--repeat", "3"],
     ["bench.bench_relay", "--recipients", "2000", "--repeat", "2"],
+    ["bench.bench_inbound"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -33,6 +34,7 @@ QUICK = [
     ["bench.bench_import", "--rows", "20000", "--db", "sqlite"],
     ["bench.bench_check", "--contacts", "10000", "50000", "--db", "sqlite"],
     ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
+    ["bench.bench_inbound", "--count", "500", "--connections", "4"],
 ]
 
 

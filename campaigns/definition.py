@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaigns.errors import InputError, InputErrors
+from campaigns.senders import Senders, sender_problem
+from campaigns.yaml_source import LocatedValueError as _Located
 from campaigns.yaml_source import YamlSource, load_yaml, located, parse_yaml
 from gating import TenantPolicy
 
@@ -78,7 +80,9 @@ class CampaignModel(_Strict):
     audience: Audience = Field(default_factory=Audience)
     template: str = Field(min_length=1)
     subject: str | None = None
-    sender: Sender
+    # Optional for email when the tenant names its bulk sender (tenant.yaml `senders.bulk`):
+    # checked against the policy by `validate_against_policy`.
+    sender: Sender = Field(default_factory=lambda: Sender())
     rate: Rate | None = None
     # Optional: the agent named in SMS opt-in requests ("this is {{ agent_name }}").
     agent_name: str | None = None
@@ -95,8 +99,6 @@ class CampaignModel(_Strict):
         if self.channel == "email":
             if not self.subject:
                 raise _Located(("subject",), "an email campaign needs a subject")
-            if not self.sender.email:
-                raise _Located(("sender",), "an email campaign needs sender.email")
             if self.sender.phone:
                 raise _Located(("sender", "phone"), "an email campaign sends from an email address, not a phone")
         else:
@@ -107,14 +109,6 @@ class CampaignModel(_Strict):
             if self.subject:
                 raise _Located(("subject",), "an SMS has no subject")
         return self
-
-
-class _Located(ValueError):
-    """A cross-field problem that belongs to one field of the file."""
-
-    def __init__(self, location: tuple[str, ...], message: str) -> None:
-        super().__init__(message)
-        self.location = location
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,19 +160,18 @@ def _validate(source: YamlSource, directory: Path) -> CampaignDefinition:
     try:
         model = CampaignModel.model_validate(source.data)
     except ValidationError as exc:
-        errors = []
-        for problem in exc.errors():
-            context = problem.get("ctx", {}).get("error")
-            if isinstance(context, _Located):
-                errors.append(source.error(context.location, str(context)))
-            else:
-                errors.extend(located(source, [problem]))
-        raise InputErrors(errors) from None
+        raise InputErrors(located(source, exc.errors())) from None
     return CampaignDefinition(model, source, directory)
 
 
-def validate_against_policy(definition: CampaignDefinition, policy: TenantPolicy) -> None:
-    """The class must exist in the tenant's policy (FORMATS.md: exit 2 otherwise)."""
+def validate_against_policy(definition: CampaignDefinition, policy: TenantPolicy, senders: Senders | None) -> None:
+    """The class must exist in the tenant's policy (FORMATS.md: exit 2 otherwise), and an
+    email campaign's sender must be one the tenant sends as (tenant.yaml `senders`)."""
     if definition.class_code not in policy.classes:
         known = ", ".join(sorted(policy.classes))
         raise InputErrors([definition.error("class", f"class {definition.class_code!r} is not in tenant {definition.tenant!r}'s policy (known: {known})")])
+    if definition.channel == "email":
+        problem = sender_problem(definition.model.sender.email, senders)
+        if problem is not None:
+            field = "sender.email" if definition.model.sender.email else "sender"
+            raise InputErrors([definition.error(field, problem)])

@@ -17,6 +17,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from campaigns.errors import InputErrors
+from campaigns.senders import Senders
 from campaigns.yaml_source import YamlSource, load_yaml, parse_yaml, pydantic_errors
 from gating.policy import (
     DEFAULT_CLASSES,
@@ -99,6 +100,8 @@ class TenantFile(_Strict):
     quiet_hours: QuietHours | None = None
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
     dkim: list[DkimKey] = Field(default_factory=list)
+    # Optional (campaigns/senders.py): without it a campaign names its own sender.
+    senders: Senders | None = None
 
     @field_validator("country")
     @classmethod
@@ -216,4 +219,9 @@ def validate_tenant(source: YamlSource) -> dict[str, Any]:
         model = TenantFile.model_validate(source.data)
     except ValidationError as exc:
         raise InputErrors(pydantic_errors(source, exc)) from None
-    return model.model_dump(mode="json")
+    policy = model.model_dump(mode="json")
+    if policy["senders"] is None:
+        # Absent, not null: a tenant file without `senders` stores the policy it stored
+        # before the section existed, so re-applying it is still "unchanged".
+        del policy["senders"]
+    return policy

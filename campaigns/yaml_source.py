@@ -82,11 +82,24 @@ def pydantic_errors(source: YamlSource, exc: Any) -> list[InputError]:
     return located(source, exc.errors())
 
 
+class LocatedValueError(ValueError):
+    """A cross-field problem that belongs to one field: raised from a model validator, it
+    is reported at `location` (relative to the model that raised it), not at the model."""
+
+    def __init__(self, location: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 def located(source: YamlSource, problems: Any) -> list[InputError]:
     """Located InputErrors for pydantic error dicts."""
     errors = []
     for problem in problems:
         location = [step for step in problem["loc"] if not _is_union_tag(step)]
+        context = problem.get("ctx", {}).get("error")
+        if isinstance(context, LocatedValueError):
+            errors.append(source.error([*location, *context.location], str(context)))
+            continue
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown field"

@@ -51,6 +51,10 @@ CHANNELS = frozenset({"email", "sms", "voice", "letter", "social"})
 DELIVERY_STATES = frozenset({"sent", "opt_in_request", "failed"})
 ERROR_CLASSES = frozenset({"transient", "permanent"})
 LEDGER_ACTIONS = frozenset({"grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review"})
+# What the inbound mail listener made of a message (docs/inbound-mail.md): `unmatched` was
+# accepted and recorded nothing (no valid token, no known sender, not a report), `duplicate`
+# repeated a report already recorded, `refused` was an unknown recipient (550).
+INBOUND_KINDS = frozenset({"unsubscribe", "hard_bounce", "soft_bounce", "complaint", "unmatched", "duplicate", "refused"})
 # Open but code-like sets (reason codes, import outcomes): a short identifier or ``other``.
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _TENANT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -120,6 +124,10 @@ class Instruments:
         self.ledger_events = counter(
             "consentry_ledger_events", "Consent ledger events recorded, by action.",
             ("tenant", "action"),
+        )  # fmt: skip
+        self.inbound_mail = counter(
+            "consentry_inbound_mail", "Mail received by the inbound listener, by what it was.",
+            ("tenant", "kind"),
         )  # fmt: skip
         self.gate_batch_seconds = histogram(
             "consentry_gate_batch_seconds", "Time to gate one batch (pure decision, no IO).",
@@ -202,6 +210,12 @@ class Instruments:
         for action, n in counts.items():
             if n:
                 self.ledger_events.labels(tenant, _closed(action, LEDGER_ACTIONS)).inc(n)
+
+    def record_inbound_mail(self, tenant: object, kind: object, n: int = 1) -> None:
+        """Count one message (or recipient of one) the inbound listener handled; ``kind`` in
+        INBOUND_KINDS. ``tenant`` None: no tenant could be told (recorded as ``other``)."""
+        label = self._tenant(tenant) if tenant is not None else (ALL_TENANTS if not self.per_tenant else OTHER)
+        self.inbound_mail.labels(label, _closed(kind, INBOUND_KINDS)).inc(n)
 
     # --- timings ------------------------------------------------------------------------
 

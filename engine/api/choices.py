@@ -28,13 +28,14 @@ from engine.api.recipients import Recipient
 from engine.db.batches import load_contact
 from engine.db.models import ConsentWording, Contact
 from engine.imports import record_events
-from gating.preferences import Choice, channel_choices
+from gating.preferences import Choice, channel_choices, fully_revoked
 
 __all__ = [
     "load_choices",
     "locked_recipient",
     "record",
     "remember_wording",
+    "unsubscribe_everything",
 ]
 
 _contacts = Contact.__table__
@@ -92,3 +93,22 @@ async def record(conn: AsyncConnection, tenant_id: int, events: list[dict[str, o
     if events:
         await record_events(conn, tenant_id, events, recorded_at_us=recorded_at_us)
     return Counter(str(event["action"]) for event in events)
+
+
+async def unsubscribe_everything(
+    engine: AsyncEngine, recipient: Recipient, now_us: int, *, method: str, note: str
+) -> Counter[str] | None:
+    """What "unsubscribe" records (docs/api.md): one `revoke` of the recipient's channel,
+    class `*`, party `*`, on the address, actor `recipient` — unless the address is already
+    unsubscribed from everything (then nothing: None; gating's `fully_revoked` decides). The one-click POST (method
+    `email_link`) and a mail to the unsubscribe address (`mailto`, engine/inbound) share it.
+    Returns the counts per action recorded, for the metrics once committed."""
+    async with locked_recipient(engine, recipient) as conn:
+        if fully_revoked(await load_choices(conn, recipient, now_us, [recipient.channel])):
+            return None
+        event = {
+            "contact_id": recipient.contact_id, "action": "revoke", "channel": recipient.channel, "class_code": "*",
+            "party": "*", "address": recipient.address, "method": method, "occurred_at_us": now_us,
+            "actor": "recipient", "note": note,
+        }
+        return await record(conn, recipient.tenant.id, [event], now_us)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.api.choices import load_choices, locked_recipient, record
+from engine.api.choices import unsubscribe_everything
 from engine.api.html import link_not_found, page_response
 from engine.api.recipients import Recipient, mask_address, recipient_for_token
 from engine.api.services import services
 from engine.render import preferences_url
-from gating.preferences import fully_revoked
 
 __all__ = ["ONE_CLICK", "routes"]
 
@@ -70,30 +69,12 @@ async def one_click(request: web.Request) -> web.Response:
     if str(form.get(key, "")).strip().lower() != value.lower():
         raise web.HTTPBadRequest(text=f"expected {key}={value} (RFC 8058)")
     shared = services(request)
-    now = shared.clock()
-    async with locked_recipient(shared.engine, recipient) as conn:
-        if fully_revoked(await load_choices(conn, recipient, now, [recipient.channel])):
-            counts = None
-        else:
-            counts = await record(conn, recipient.tenant.id, [_revoke_everything(recipient, now)], now)
+    note = "one-click unsubscribe"
+    if recipient.campaign_code:
+        note += f" from campaign {recipient.campaign_code}"
+    method = "email_link" if recipient.channel == "email" else "unsubscribe_link"
+    counts = await unsubscribe_everything(shared.engine, recipient, shared.clock(), method=method, note=note)
     if counts:
         shared.instruments.record_ledger_events(recipient.tenant.code, counts)
     return page_response("unsubscribed", _page_context(request, recipient))
 
-
-def _revoke_everything(recipient: Recipient, now: int) -> dict[str, object]:
-    note = "one-click unsubscribe"
-    if recipient.campaign_code:
-        note += f" from campaign {recipient.campaign_code}"
-    return {
-        "contact_id": recipient.contact_id,
-        "action": "revoke",
-        "channel": recipient.channel,
-        "class_code": "*",
-        "party": "*",
-        "address": recipient.address,
-        "method": "email_link" if recipient.channel == "email" else "unsubscribe_link",
-        "occurred_at_us": now,
-        "actor": "recipient",
-        "note": note,
-    }

@@ -21,6 +21,7 @@ class LazyGroup(click.Group):
         "explain": "engine.cli.campaign:explain",
         "send": "engine.cli.send:send",
         "capture": "engine.cli.capture:capture",
+        "inbound": "engine.cli.inbound:inbound",
         "serve": "engine.cli.serve:serve",
         "keys": "engine.cli.serve:keys",
         "worker": "engine.cli.worker:worker",

@@ -398,6 +398,9 @@ def campaign_status(ctx: Context, code: str, tenant: str, as_json: bool) -> None
     console.print(f"campaign {body['campaign']} ({body['kind']} {body['channel']}): {body['status']}; {body['total']:,} recipients: {states}")
     outcomes = ", ".join(f"{_OUTCOME_LABEL.get(k, k)} {v:,}" for k, v in sorted(body["outcomes"].items(), key=lambda kv: -kv[1]))
     console.print(f"outcomes: {outcomes}")
+    if body["feedback"]:
+        came_back = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(body["feedback"].items()))
+        console.print(f"came back by mail: {came_back}")
     table = Table()
     for column in ("outcome", "state", "decision", "reason", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")

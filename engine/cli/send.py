@@ -18,7 +18,7 @@ def send() -> None:
 @click.option("--channel", required=True, type=click.Choice(["email", "sms"]))
 @click.option("--body", required=True, help="The message, as written (not a template).")
 @click.option("--subject", help="Email subject.")
-@click.option("--from", "sender", help="Sender address or number (default: the tenant's).")
+@click.option("--from", "sender", help="A person of the tenant's senders.people (their address, name and number), or an address or number (default: the tenant's sender).")
 @click.option("--class", "class_code", help="Communication class (default: the tenant's first exempt class).")
 @click.option("--smtp-url", metavar="URL")
 @click.option("--twilio-url", metavar="URL")

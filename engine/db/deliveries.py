@@ -118,12 +118,14 @@ async def addresses_with(
     return {row[0] for row in await conn.execute(query)}
 
 
-def block_event(contact_id: int, channel: str, address: str | None, cause: str, note: str, stamp: int) -> dict:
+def block_event(contact_id: int, channel: str, address: str | None, cause: str, note: str, stamp: int,
+                method: str = "delivery_failure", actor: str = "consentry") -> dict:
     """A permanent delivery failure as a ledger `block` with its cause (for `record_events`):
-    every later campaign and individual message honours it."""
+    every later campaign and individual message honours it. Bounces and complaints that
+    arrive later by mail (engine/inbound) say how they came in `method`."""
     return {
         "contact_id": contact_id, "action": "block", "channel": channel, "address": address,
-        "method": "delivery_failure", "occurred_at_us": stamp, "actor": "consentry", "note": note[:500], "cause": cause,
+        "method": method, "occurred_at_us": stamp, "actor": actor, "note": note[:500], "cause": cause,
     }
 
 
@@ -173,6 +175,16 @@ async def counts_by_state(conn: AsyncConnection, tenant_id: int, campaign_id: in
         .group_by(_d.c.state, _d.c.purpose, _d.c.decision, _d.c.reason)
     )
     return [(DeliveryState(s), Purpose(p), d, r, n) for s, p, d, r, n in rows]
+
+
+async def counts_by_feedback(conn: AsyncConnection, tenant_id: int, campaign_id: int) -> dict[str, int]:
+    """feedback (hard_bounce, soft_bounce, complaint) → rows, for a campaign."""
+    rows = await conn.execute(
+        select(_d.c.feedback, func.count())
+        .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.feedback.is_not(None))
+        .group_by(_d.c.feedback)
+    )
+    return {str(feedback): int(n) for feedback, n in rows}
 
 
 async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: CampaignStatus, stamp: int, finished: bool = False) -> None:

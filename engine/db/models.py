@@ -241,6 +241,12 @@ class Delivery(Base):
     # When the first claim was taken (real time): the earliest an attempt can have reached
     # the provider, where reconciliation of an in-doubt text starts looking.
     first_claimed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    # What mail that came back later said about the message (engine/inbound): the last of
+    # `hard_bounce`, `complaint` (both also blocks in the ledger) or `soft_bounce`, when,
+    # and how many delayed / temporary-failure reports arrived.
+    feedback: Mapped[str | None] = mapped_column(String(16))
+    feedback_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InboundMessage(Base):

@@ -58,7 +58,7 @@ async def check_campaign(
     progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Gate the whole audience at `at_us`; optionally write one CSV row per recipient."""
-    validate_against_policy(definition, tenant.policy)
+    validate_against_policy(definition, tenant.policy, tenant.settings.senders)
     started = time.perf_counter()
     message = message_for(definition)
     policy = compile_policy(tenant.policy, message)

@@ -21,6 +21,13 @@ from engine.render.errors import (
 )
 from engine.render.lookup import TemplateSource, builtin_templates, find_templates
 from engine.render.pages import PAGES, render_page
+from engine.render.return_path import (
+    ReturnPathClaims,
+    sign_return_path,
+    split_tagged,
+    tagged_address,
+    verify_return_path,
+)
 from engine.render.sandbox import CompiledTemplate, compile_template
 from engine.render.segments import SmsBody, measure_sms
 from engine.render.signing import DkimError, DkimSigner
@@ -49,6 +56,7 @@ __all__ = [
     "InvalidHeaderError",
     "InvalidTemplateError",
     "RenderError",
+    "ReturnPathClaims",
     "SmsBody",
     "SmsRenderer",
     "TemplateNotFound",
@@ -65,7 +73,11 @@ __all__ = [
     "preferences_url",
     "recipient_context",
     "render_page",
+    "sign_return_path",
     "sign_token",
+    "split_tagged",
+    "tagged_address",
     "unsubscribe_url",
+    "verify_return_path",
     "verify_token",
 ]

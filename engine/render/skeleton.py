@@ -73,6 +73,8 @@ class EmailSkeleton:
         postal_address: str | None = None,
         unsubscribe_mailto: str | None = None,
         dkim: DkimSigner | None = None,
+        reply_to: str | None = None,
+        reply_to_name: str | None = None,
     ) -> None:
         self.sender_email = check_address("From", sender_email)
         self.bulk = bulk
@@ -81,6 +83,9 @@ class EmailSkeleton:
         self._html = html
         self._dkim = dkim
         self._from_line = _line("From", format_address("From", sender_email, sender_name))
+        if reply_to is not None:
+            # Replies reach a person (or a monitored mailbox), whatever the From says.
+            self._from_line += _line("Reply-To", format_address("Reply-To", reply_to, reply_to_name))
         self._static_subject = None
         if subject.is_static:
             self._static_subject = clean_display_text(subject.render({}))
@@ -139,6 +144,7 @@ class EmailSkeleton:
         postal_address: str | None = None,
         unsubscribe_mailto: str | None = None,
         dkim: DkimSigner | None = None,
+        reply_to: str | None = None,
     ) -> EmailSkeleton:
         """The skeleton of an email campaign compiled by `compile_campaign_templates`."""
         if templates.subject is None:
@@ -153,6 +159,7 @@ class EmailSkeleton:
             postal_address=postal_address,
             unsubscribe_mailto=unsubscribe_mailto,
             dkim=dkim,
+            reply_to=reply_to,
         )
 
     def render_content(self, context: Mapping[str, object]) -> EmailContent:

@@ -25,7 +25,7 @@ async def tenant_for(engine: AsyncEngine, definition: CampaignDefinition) -> Ten
             tenant = await load_tenant(conn, definition.tenant)
         except NotFoundError as exc:
             raise definition.error("tenant", str(exc)) from None
-    validate_against_policy(definition, tenant.policy)
+    validate_against_policy(definition, tenant.policy, tenant.settings.senders)
     return tenant
 
 

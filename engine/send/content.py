@@ -30,6 +30,7 @@ from engine.render import (
     find_templates,
 )
 from engine.send.dkim import DkimPool, key_for, load_signer
+from engine.send.identities import bulk_identity, envelope_sender
 from engine.send.launch import CampaignRecord
 
 
@@ -56,11 +57,13 @@ class Content:
         self.record = record
         self.channel = model.channel
         self.secret = settings.secret.encode()
-        self.sender_email = model.sender.email
+        self.tenant_id = tenant.id
         self.sender_phone = model.sender.phone
-        sender_name = model.sender.name or tenant.name
-        self.domain = (self.sender_email or "consentry.invalid").rpartition("@")[2]
         policy = tenant.policy
+        self.identity = bulk_identity(tenant.settings.senders, model.sender.email, model.sender.name, tenant.name) if self.channel == "email" else None
+        self.sender_email = self.identity.email if self.identity else None
+        sender_name = self.identity.name if self.identity else (model.sender.name or tenant.name)
+        self.domain = (self.sender_email or "consentry.invalid").rpartition("@")[2]
         self.campaign_context = CampaignContext(
             tenant_id=tenant.id, campaign_id=record.id, channel=self.channel, secret=self.secret,
             public_url=settings.public_url, tenant_name=tenant.name,
@@ -71,13 +74,13 @@ class Content:
         templates = compile_campaign_templates(source, subject=record.templates.get("subject"))
         self.dkim: DkimSigner | None = None
         self._dkim_pool: DkimPool | None = None
-        if self.channel == "email":
-            assert self.sender_email is not None  # the campaign model requires sender.email for email
-            key = key_for(tenant.settings.dkim, self.sender_email)
+        if self.identity is not None:
+            key = key_for(tenant.settings.dkim, self.identity.email)
             self.dkim = None if key is None else load_signer(key)
             self.email = EmailSkeleton.from_templates(
-                templates, sender_email=self.sender_email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
-                postal_address=policy.postal_address or None, unsubscribe_mailto=f"unsubscribe@{self.domain}",
+                templates, sender_email=self.identity.email, sender_name=sender_name, bulk=model.kind == Kind.BULK,
+                postal_address=policy.postal_address or None, unsubscribe_mailto=self.identity.unsubscribe,
+                reply_to=self.identity.reply_to,
             )
         else:
             self.sms = SmsRenderer.from_templates(
@@ -114,6 +117,12 @@ class Content:
         tag = hmac.new(self.secret, f"{self.record.id}:{job.contact_id}".encode(), hashlib.sha256).hexdigest()[:12]
         return f"<c{self.record.id}.r{job.contact_id}.{tag}@{self.domain}>"
 
+    def envelope_sender(self, job: Job) -> str:
+        """MAIL FROM: the return path tagged with this delivery's token, so a bounce or a
+        complaint sent back to it names the delivery (engine/inbound)."""
+        assert self.identity is not None
+        return envelope_sender(self.identity.return_path, self.secret, self.tenant_id, job.delivery_id)
+
     def email_bytes(self, job: Job, message_id: str) -> bytes:
         name = " ".join(part for part in (job.first_name, job.last_name) if part) or None
         return self.email.render(job.address, name, self.context(job), message_id, self.clock())
@@ -138,7 +147,7 @@ class EmailChannel:
         """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
         message_id = content.message_id(job)
         message = await content.signed(content.email_bytes(job, message_id))
-        await self.pool.send_raw(content.sender_email, [job.address], message, guard=guard)
+        await self.pool.send_raw(content.envelope_sender(job), [job.address], message, guard=guard)
         return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:

@@ -23,6 +23,7 @@ from engine.imports.ledger import record_events
 from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
 from engine.render.context import STANDARD_VARIABLES
 from engine.send.campaign_inputs import reason_code
+from engine.send.identities import envelope_sender, individual_identity
 from engine.transports.errors import PermanentError, TransientError
 from gating import BatchEvaluator, ClassMode, Message, TenantPolicy, compile_policy
 
@@ -71,6 +72,7 @@ async def send_individual(
     check_transport(channel, settings)  # a missing CA file: refused before a row is written
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
+    identity = individual_identity(tenant.settings.senders, tenant.code, tenant.name, channel, sender, settings.sms_from)
     class_code = class_code or default_class(tenant.policy)
     if class_code not in tenant.policy.classes:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
@@ -107,22 +109,25 @@ async def send_individual(
         provider_id, segments, error, cause, state = None, None, None, None, DeliveryState.SENT
         try:
             if channel == "email":
-                sender_email = sender or f"noreply@{tenant.code}.consentry.invalid"
+                assert identity.email is not None and identity.return_path is not None
                 skeleton = EmailSkeleton(
-                    sender_email=sender_email, sender_name=tenant.name,
+                    sender_email=identity.email, sender_name=identity.name,
                     subject=compile_template("{{ subject }}", origin="--subject", variables=_BODY_VARIABLES),
                     text=compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES), bulk=False,
+                    reply_to=identity.reply_to, reply_to_name=identity.reply_to_name,
                 )
-                domain = sender_email.rpartition("@")[2]
+                domain = identity.email.rpartition("@")[2]
                 provider_id = f"<i{delivery_id}.{now}@{domain}>"
-                await transport.send_raw(sender_email, [address], skeleton.render(address, None, context, provider_id, clock()))
+                # VERP like a campaign's: a later bounce of the reply names its delivery.
+                mail_from = envelope_sender(identity.return_path, settings.secret.encode(), tenant.id, delivery_id)
+                await transport.send_raw(mail_from, [address], skeleton.render(address, None, context, provider_id, clock()))
             else:
                 renderer = SmsRenderer(
                     compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES),
                     opt_out_footer=tenant.policy.sms.opt_out_footer,
                 )
                 text = renderer.render(context, first_touch=first_touch)
-                from_number = sender or settings.sms_from
+                from_number = identity.phone or settings.sms_from
                 provider_id, segments = await transport.send(address, from_number, text.text)
                 segments = segments or text.segments
         except PermanentError as exc:

@@ -18,9 +18,13 @@ EXPORT_COLUMNS = (
     "external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at",
     # Added after FORMATS.md's first columns: what happened, one word, the opt-in request its own.
     "outcome",
-    # Why the last attempt did not deliver (the relay's reply, or why the run stopped);
-    # empty once sent, and for rows never attempted.
+    # Why the last attempt did not deliver (the relay's reply, why the run stopped, or a
+    # bounce's status and diagnostic that came back later by mail); empty for rows never
+    # attempted.
     "last_error",
+    # What came back later by mail (docs/inbound-mail.md): `hard_bounce` | `soft_bounce` |
+    # `complaint`, and how many delayed / temporary-failure reports arrived.
+    "feedback", "soft_bounces",
 )
 # `campaign status` lists the most common last errors, not every one: the export has each.
 STATUS_ERRORS = 20
@@ -31,6 +35,7 @@ _c = Contact.__table__
 async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
     async with engine.connect() as conn:
         counts = await ledger.counts_by_state(conn, record.tenant_id, record.id)
+        feedback = await ledger.counts_by_feedback(conn, record.tenant_id, record.id)
         row = (await conn.execute(select(_campaign_status(record.id)))).first()
         rows = func.count().label("rows")
         errors = (await conn.execute(
@@ -55,6 +60,8 @@ async def status(engine: AsyncEngine, record: CampaignRecord) -> dict:
         "states": by_state,
         # The same rows by what happened to them; the opt-in request is its own outcome.
         "outcomes": by_outcome,
+        # What came back later by mail: rows per `feedback` (hard_bounce, soft_bounce, complaint).
+        "feedback": feedback,
         "decisions": [
             {"state": str(s), "outcome": str(outcome_of(s, p)), "purpose": str(p), "decision": d, "reason": r, "count": n}
             for s, p, d, r, n in sorted(counts, key=lambda item: (-item[4], item[0], item[3]))
@@ -78,7 +85,8 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
     last_id, written = 0, 0
     query = (
         select(_d.c.id, _c.c.external_id, _d.c.channel, _d.c.address, _d.c.decision, _d.c.reason, _d.c.defer_until_us,
-               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose, _d.c.error)
+               _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose, _d.c.error, _d.c.feedback,
+               _d.c.soft_bounces)
         .join(_c, _c.c.id == _d.c.contact_id)
         .where(_d.c.tenant_id == record.tenant_id, _d.c.campaign_id == record.id)
         .order_by(_d.c.id)
@@ -91,7 +99,7 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
             return written
         writer.writerows(
             (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]), outcome_of(r[7], r[11]),
-             r[12] or "")
+             r[12] or "", r[13] or "", r[14] or 0)
             for r in rows
         )
         written += len(rows)

@@ -73,7 +73,7 @@ def test_email_sender_on_an_sms_campaign_is_rejected_at_its_line(tmp_path):
 def test_class_must_exist_in_the_tenant_policy(tmp_path):
     definition = load_campaign(write(tmp_path, GOOD.replace("class: marketing", "class: newsletter")))
     messages = errors_of(validate_against_policy, definition, TenantPolicy.from_mapping(
-        {"tenant": "acme-motors", "classes": {"marketing": {}, "service": {}}}))
+        {"tenant": "acme-motors", "classes": {"marketing": {}, "service": {}}}), None)
     assert messages == [f"{tmp_path / 'campaign.yaml'}:5: class: class 'newsletter' is not in tenant 'acme-motors''s policy (known: marketing, service)"]
 
 

@@ -21,7 +21,7 @@ from tests.engine.scenario import AT, AT_INSTANT, build, iso
 
 EXPORT = ["external_id", "channel", "address", "decision", "reason", "defer_until", "state", "provider_id", "attempts", "sent_at"]
 # Added columns (FORMATS.md allows adding): what happened to the recipient, in one word.
-EXPORT_ADDED = ["outcome", "last_error"]
+EXPORT_ADDED = ["outcome", "last_error", "feedback", "soft_bounces"]
 
 
 def export(db, code, path, tenant="acme-motors"):

@@ -1,0 +1,105 @@
+"""VERP envelope senders: `bounces+<token>@domain`, one per delivery.
+
+A bounce (RFC 3464 DSN) goes back to a message's envelope sender (MAIL FROM), and so do
+many feedback-loop complaints. With the delivery's id signed into that address, the
+listener (engine/inbound) knows which delivery a report is about without trusting anything
+else in it: a report that does not carry a valid token records nothing.
+
+    token = base32( version | varint tenant_id | varint delivery_id
+                    | HMAC-SHA256(secret, DOMAIN | those bytes)[:8] ), lower-case, unpadded
+
+Base32, not base64: some MTAs lower-case local parts, so the token must survive a case
+change; its alphabet (a-z, 2-7) is safe in any local part. A real deployment's token is
+about 21 characters, so `bounces+<token>@` stays far below the 64-character local-part
+limit. 64 bits of MAC: a forger gets one guess per SMTP transaction, and the worst a
+forged report can do is a block of one address that was sent to (docs/inbound-mail.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# The same LEB128 ids as the unsubscribe tokens.
+from engine.render.tokens import _get_varint, _put_varint
+
+__all__ = ["ReturnPathClaims", "split_tagged", "tagged_address", "sign_return_path", "verify_return_path"]
+
+VERSION = 1
+_DOMAIN = b"consentry/return-path/v1\x00"
+_MAC_BYTES = 8
+_TOKEN = re.compile(r"[a-z2-7]{16,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPathClaims:
+    tenant_id: int
+    delivery_id: int
+
+
+def sign_return_path(secret: bytes, tenant_id: int, delivery_id: int) -> str:
+    """The token for one delivery's envelope sender."""
+    if not secret:
+        raise ValueError("the token secret is empty")
+    payload = bytearray((VERSION,))
+    _put_varint(payload, tenant_id)
+    _put_varint(payload, delivery_id)
+    payload += _mac(secret, payload)
+    return base64.b32encode(bytes(payload)).decode("ascii").rstrip("=").lower()
+
+
+def verify_return_path(secret: bytes | Sequence[bytes], token: str) -> ReturnPathClaims | None:
+    """The claims of a token signed with `secret` (or any of several), any letter case; None
+    when it is malformed, tampered with or signed with another secret."""
+    token = token.lower()
+    if not _TOKEN.fullmatch(token):
+        return None
+    try:
+        raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
+    except binascii.Error:
+        return None
+    if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != token:
+        return None  # one token, one spelling
+    if len(raw) < 1 + 2 + _MAC_BYTES or raw[0] != VERSION:
+        return None
+    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    secrets = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
+    matched = False
+    for candidate in secrets:  # every one tried: the time taken does not say which matched
+        matched |= hmac.compare_digest(_mac(candidate, payload), mac)
+    if not matched:
+        return None
+    values: list[int] = []
+    position = 1
+    for _ in range(2):
+        value, position = _get_varint(payload, position)
+        if value is None:
+            return None
+        values.append(value)
+    if position != len(payload):
+        return None
+    return ReturnPathClaims(tenant_id=values[0], delivery_id=values[1])
+
+
+def tagged_address(base: str, tag: str) -> str:
+    """`bounces@d` + tag → `bounces+tag@d`."""
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{tag}@{domain}"
+
+
+def split_tagged(address: str) -> tuple[str, str | None]:
+    """`Bounces+Tag@D` → (`bounces@d`, `tag`); an address without a tag → (it, None).
+    Lower-cased: the base is looked up case-insensitively."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    base, plus, tag = local.partition("+")
+    return f"{base}@{domain}".lower(), (tag.lower() if plus and tag else None)
+
+
+def _mac(secret: bytes, payload: bytes | bytearray) -> bytes:
+    return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
