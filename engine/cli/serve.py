@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
 
 __all__ = ["keys", "serve"]
 
@@ -27,15 +27,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from engine.api.server import serve_until_stopped
 
     settings = ctx.settings()
-    unsafe = settings.unsafe_off_loopback(host)
-    if unsafe:
-        from engine.errors import InputError
-
-        raise InputError(
-            f"serve on {host} with {settings.public_url} is reachable from other machines, but "
-            f"{', '.join(unsafe)} still have their public defaults: set them (anyone could forge "
-            "unsubscribe links or Twilio webhooks otherwise)", field="environment",
-        )
+    refuse_public_defaults(settings, "serve", host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(urls: list[str]) -> None:
