@@ -45,6 +45,12 @@ class Settings:
     # How long a runner's claim on a delivery holds without renewal (engine/send/claims.py):
     # the most a killed or frozen runner's messages wait before another runner reclaims them.
     claim_ttl_s: float = 30.0
+    # `serve` against slow clients (engine/api/connections.py): open connections at most
+    # (lowered to fit the open-file limit), and how long a request's headers and its body
+    # may take to arrive.
+    http_max_connections: int = 4096
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
 
     @property
     def link_secrets(self) -> tuple[bytes, ...]:
@@ -93,6 +99,9 @@ class Settings:
             retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
             retry_base_s=_number(env, "CONSENTRY_RETRY_BASE_S", d.retry_base_s, float),
             claim_ttl_s=_number(env, "CONSENTRY_CLAIM_TTL_S", d.claim_ttl_s, float),
+            http_max_connections=_number(env, "CONSENTRY_HTTP_MAX_CONNECTIONS", d.http_max_connections, int),
+            http_header_timeout_s=_number(env, "CONSENTRY_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s, float),
+            http_body_timeout_s=_number(env, "CONSENTRY_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s, float),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

@@ -9,13 +9,12 @@ import email.policy
 import re
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from engine.api import build_app
 from engine.config import Settings
 from metrics import Instruments
-import pytest
-
 from tests.cli import consentry, ok
 from tests.engine.scenario import AT, build
 
