@@ -39,12 +39,13 @@ from engine.clock import Clock
 from engine.db import deliveries as ledger
 from engine.db.batches import Batch, iter_batches
 from engine.db.models import Contact
-from engine.db.retry import in_transaction
+from engine.db.retry import database_unreachable, in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
 from engine.send.content import Content, Job
+from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
 from engine.send.results import WITHDRAWN, Result, ResultWriter
@@ -157,6 +158,9 @@ class CampaignRun:
         # A failure that every message would share (sender refused, bad credentials) stops
         # the run: recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
+        # What stopped the run from recording (the database out of reach): nothing more is
+        # sent, and run() raises it once every worker has stopped.
+        self.broken: BaseException | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self.results = ResultWriter(
@@ -172,7 +176,12 @@ class CampaignRun:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         writer = asyncio.create_task(self.results.run())
         try:
-            await self._produce()
+            try:
+                await self._produce()
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+                self.broken = self.broken or exc
             for _ in workers:
                 await self._queue.put(None)
             await asyncio.gather(*workers)
@@ -186,10 +195,14 @@ class CampaignRun:
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
         self.summary.lost_claims = self.claims.lost
+        if self.broken is not None:
+            if database_unreachable(self.broken):
+                raise DatabaseUnreachable(self.record.code, self.tenant.code, self.broken) from self.broken
+            raise self.broken
         return self.summary
 
     def _should_stop(self) -> bool:
-        return self.fatal is not None or self.claims.lost
+        return self.fatal is not None or self.claims.lost or self.broken is not None
 
     # -- producer -----------------------------------------------------------------------
 
@@ -382,12 +395,20 @@ class CampaignRun:
                 continue
             # Wait until the result is committed before the next message: at most one
             # unrecorded message per worker, whatever happens to this process.
-            await self.results.record(job, outcome)
+            try:
+                await self.results.record(job, outcome)
+            except Exception as exc:  # noqa: BLE001 - kept, and raised by run() once every worker has stopped
+                # Not recorded: the row stays claimed (in doubt), and `resume` settles it.
+                # This worker goes on draining the queue, sending nothing, so the producer
+                # is never left waiting on a full queue.
+                self.broken = self.broken or exc
 
     async def _deliver(self, job: Job) -> Result:
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
+            if self.broken is not None:
+                return WITHDRAWN
             if self.fatal is not None:
                 if job.in_doubt:
                     return WITHDRAWN

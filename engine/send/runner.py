@@ -18,10 +18,12 @@ from campaigns.definition import CampaignDefinition
 from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
+from engine.db.retry import database_unreachable
 from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.send.campaign_inputs import tenant_for
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
+from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 
@@ -90,11 +92,21 @@ async def run_campaign(
     lease_clock: Clock | None = None,
 ) -> SendResult:
     """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
-    same) the real passing of time between runners (engine/send/claims.py)."""
-    async with engine.begin() as conn:
-        await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
-    summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
-    return await settle(engine, record, tenant, summary, clock, lease_clock)
+    same) the real passing of time between runners (engine/send/claims.py).
+
+    The database going out of reach stops the run with DatabaseUnreachable, which names the
+    `campaign resume` that finishes it."""
+    try:
+        async with engine.begin() as conn:
+            await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
+        summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
+        return await settle(engine, record, tenant, summary, clock, lease_clock)
+    except DatabaseUnreachable:
+        raise
+    except Exception as exc:
+        if database_unreachable(exc):
+            raise DatabaseUnreachable(record.code, tenant.code, exc) from exc
+        raise
 
 
 async def run_range(
