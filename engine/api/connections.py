@@ -34,9 +34,10 @@ from engine.api.problems import problem
 
 __all__ = ["ConnectionGuard", "ConnectionLimits"]
 
-# The most a request head may take before it is handed to aiohttp regardless, whose parser
-# then refuses it if it is too long (8 KB a line, 128 headers by default).
-HEAD_LIMIT = 1 << 20
+# The most of a request head collected here before it is handed to aiohttp regardless
+# (whose parser then refuses what is too long: 8 KB a line, 128 headers). It bounds what a
+# connection that never finishes its headers holds: 64 KB × the cap at worst.
+HEAD_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
