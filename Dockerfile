@@ -34,7 +34,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home cons
     && mkdir /capture && chown consentry:consentry /capture
 USER consentry
 WORKDIR /app
-# 8080: API (and its /metrics); 9108: worker /metrics; 1025, 8025: capture servers.
-EXPOSE 8080 9108 1025 8025
+# 8080: API; 9109: API /metrics; 9108: worker /metrics; 1025, 8025: capture servers.
+EXPOSE 8080 9109 9108 1025 8025
 ENTRYPOINT ["consentry"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

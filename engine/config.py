@@ -34,6 +34,9 @@ class Settings:
     # Signs unsubscribe tokens and webhook URLs. Set it in production; the default only
     # suits a machine whose links never leave it.
     secret: str = "consentry-development-secret"
+    # Secrets links were signed with before a rotation, newest first: links and tokens
+    # signed with one of them still verify; nothing new is signed with them.
+    retired_secrets: tuple[str, ...] = ()
     # The number individual replies are texted from when --from is not given.
     sms_from: str = "+15550001111"
     batch_size: int = 1000
@@ -69,24 +72,38 @@ class Settings:
             client_key=self.smtp_client_key, ehlo_name=self.smtp_ehlo_name,
             connect_timeout_s=self.smtp_connect_timeout_s, command_timeout_s=self.smtp_command_timeout_s,
         ))
+    # `serve` against slow clients (engine/api/connections.py): open connections at most
+    # (lowered to fit the open-file limit), and how long a request's headers and its body
+    # may take to arrive.
+    http_max_connections: int = 4096
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
 
-    def unsafe_off_loopback(self, host: str) -> list[str]:
-        """The settings that still have their public defaults, when this service can be
-        reached from off this machine (listening on, or published at, a non-loopback
-        address). Their defaults are in the source code: with them anyone could forge an
-        unsubscribe link or a Twilio webhook. Empty when loopback only, or all are set."""
+    @property
+    def link_secrets(self) -> tuple[bytes, ...]:
+        """The keys a link or token may be signed with, current first (engine/render/tokens.py)."""
+        return tuple(secret.encode() for secret in (self.secret, *self.retired_secrets))
+
+    def unsafe_off_loopback(self, host: str | None = None) -> list[str]:
+        """The settings that still have their public defaults, when this process can be
+        reached from off this machine or publishes links that are: `host` is the address
+        a server listens on (None for a process that only sends: `worker`, `campaign send`).
+        The defaults are in the source code: with them anyone could forge an unsubscribe
+        link (CONSENTRY_SECRET) or a Twilio webhook (TWILIO_AUTH_TOKEN, for a server).
+        Empty when loopback only, or all are set."""
         published = urlsplit(self.public_url).hostname or ""
-        if _is_loopback(host) and _is_loopback(published):
+        if (host is None or _is_loopback(host)) and _is_loopback(published):
             return []
         d = Settings()
-        return [
-            name for name, value, default in (
-                ("CONSENTRY_PUBLIC_URL", self.public_url, d.public_url),
-                ("CONSENTRY_SECRET", self.secret, d.secret),
-                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token, d.twilio_auth_token),
-            )
-            if value == default or not value
-        ]
+        checks = [("CONSENTRY_SECRET", self.secret, d.secret)]
+        if host is not None:
+            checks = [("CONSENTRY_PUBLIC_URL", self.public_url, d.public_url), *checks,
+                      ("TWILIO_AUTH_TOKEN", self.twilio_auth_token, d.twilio_auth_token)]
+        unsafe = [name for name, value, default in checks if value == default or not value]
+        # A retired secret still verifies links: the public default must not be one.
+        if d.secret in self.retired_secrets:
+            unsafe.append("CONSENTRY_SECRETS_RETIRED")
+        return unsafe
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -105,6 +122,9 @@ class Settings:
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", d.twilio_auth_token),
             public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
             secret=env.get("CONSENTRY_SECRET", d.secret),
+            retired_secrets=tuple(
+                part.strip() for part in env.get("CONSENTRY_SECRETS_RETIRED", "").split(",") if part.strip()
+            ),
             sms_from=env.get("CONSENTRY_SMS_FROM", d.sms_from),
             status_callbacks=env.get("CONSENTRY_STATUS_CALLBACKS", "on").lower() not in ("off", "false", "0", "no"),
             retry_attempts=_number(env, "CONSENTRY_RETRY_ATTEMPTS", d.retry_attempts, int),
@@ -120,6 +140,9 @@ class Settings:
             smtp_connect_timeout_s=_number(env, "CONSENTRY_SMTP_CONNECT_TIMEOUT_S", d.smtp_connect_timeout_s, float),
             smtp_command_timeout_s=_number(env, "CONSENTRY_SMTP_COMMAND_TIMEOUT_S", d.smtp_command_timeout_s, float),
             smtp_policy_stop_after=_count(env, "CONSENTRY_SMTP_POLICY_STOP_AFTER", d.smtp_policy_stop_after),
+            http_max_connections=_number(env, "CONSENTRY_HTTP_MAX_CONNECTIONS", d.http_max_connections, int),
+            http_header_timeout_s=_number(env, "CONSENTRY_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s, float),
+            http_body_timeout_s=_number(env, "CONSENTRY_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s, float),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

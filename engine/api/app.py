@@ -10,7 +10,11 @@ Routes (docs/api.md):
     POST      /api/v1/campaigns/check           (API key) dry run of a definition
     GET       /api/v1/campaigns/{code}/status   (API key)
     GET  PUT  /api/v1/tenant/policy             (API key; PUT admin/manager)
-    GET       /metrics  /healthz
+    GET       /healthz
+
+/metrics is not among them: it names every tenant, so `consentry serve` exports it on a
+listener of its own (`--metrics-host/--metrics-port`, loopback by default), never on this
+public one.
 
 The application owns its database engine when it made one (disposed on shutdown); an
 engine passed in belongs to the caller.
@@ -19,7 +23,6 @@ engine passed in belongs to the caller.
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.api import (
@@ -32,12 +35,13 @@ from engine.api import (
     unsubscribe,
     webhooks,
 )
+from engine.api.connections import ConnectionGuard
 from engine.api.problems import api_errors
 from engine.api.services import SERVICES, Services
 from engine.clock import Clock, system_clock
 from engine.config import Settings
 from engine.db.session import make_engine
-from metrics import Instruments, add_metrics_route, default_instruments
+from metrics import Instruments, default_instruments
 
 __all__ = ["build_app"]
 
@@ -50,19 +54,20 @@ def build_app(
     *,
     engine: AsyncEngine | None = None,
     instruments: Instruments | None = None,
-    registry: CollectorRegistry | None = None,
     clock: Clock = system_clock,
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
-    """The application. Metrics go to `instruments` (default: the process-wide ones) and
-    /metrics serves `registry` (default: that of `instruments`)."""
+    """The application. Metrics go to `instruments` (default: the process-wide ones);
+    `guard` (engine/api/connections.py) times request bodies and learns which connections
+    are in the middle of a request."""
     instruments = instruments or default_instruments()
     owns_engine = engine is None
     database = engine or make_engine(settings.database_url)
-    app = web.Application(middlewares=[api_errors], client_max_size=MAX_BODY_BYTES)
+    middlewares = [api_errors] if guard is None else [api_errors, guard.middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
     for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, health):
         app.router.add_routes(module.routes)
-    add_metrics_route(app, registry if registry is not None else instruments.registry)
     active_campaigns.install(app, database, instruments)
 
     if owns_engine:

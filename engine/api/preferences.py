@@ -126,7 +126,7 @@ def _page(recipient: Recipient, boxes: list[Box], ticked: set[str], saved: bool)
 async def _recipient(request: web.Request) -> Recipient | None:
     shared = services(request)
     async with shared.engine.connect() as conn:
-        return await recipient_for_token(conn, shared.token_secret, request.match_info["token"])
+        return await recipient_for_token(conn, shared.token_secrets, request.match_info["token"])
 
 
 @routes.get("/p/{token}")

@@ -8,6 +8,7 @@ caller answers 404 and records nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -34,8 +35,9 @@ class Recipient:
     campaign_code: str | None
 
 
-async def recipient_for_token(conn: AsyncConnection, secret: bytes, token: str) -> Recipient | None:
-    claims = verify_token(secret, token)
+async def recipient_for_token(conn: AsyncConnection, secrets: Sequence[bytes], token: str) -> Recipient | None:
+    """`secrets`: the current one first, then those retired but still honoured."""
+    claims = verify_token(secrets, token)
     if claims is None:
         return None
     tenants, contacts = Tenant.__table__, Contact.__table__

@@ -11,19 +11,47 @@ from engine.api.auth import Caller
 from engine.errors import InputError
 from engine.timeutil import parse_instant
 
-__all__ = ["at_param", "choice_param", "json_object", "own_tenant"]
+__all__ = ["MAX_JSON_DEPTH", "at_param", "choice_param", "json_object", "own_tenant"]
+
+# A policy or a campaign definition nests four or five levels; deeper is a mistake or an
+# attack (100,000 `[` would otherwise exhaust the parser's recursion: a 500).
+MAX_JSON_DEPTH = 32
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object."""
+    """The request body as a JSON object. Too large a body is a 413 (aiohttp's
+    client_max_size), JSON nested deeper than MAX_JSON_DEPTH a 400."""
+    raw = await request.read()
     try:
         # Any content type: curl's default (form-urlencoded) carrying JSON is still JSON.
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of more than 4,300 digits
         raise InputError(f"the body is not JSON: {exc}") from None
+    if _deeper_than(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object")
     return body
+
+
+def _too_deep() -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f"the body nests JSON deeper than {MAX_JSON_DEPTH} levels (the limit)")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Does `value` nest arrays and objects more than `limit` levels? Without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def own_tenant(body: dict[str, Any], caller: Caller) -> dict[str, Any]:

@@ -28,9 +28,10 @@ class Services:
     clock: Clock
 
     @property
-    def token_secret(self) -> bytes:
-        """The key of unsubscribe / preference tokens (the send pipeline signs with it)."""
-        return self.settings.secret.encode()
+    def token_secrets(self) -> tuple[bytes, ...]:
+        """The keys unsubscribe / preference tokens verify with: the current secret (the
+        send pipeline signs with it), then the retired ones still honoured."""
+        return self.settings.link_secrets
 
 
 SERVICES = web.AppKey("consentry_services", Services)

@@ -48,7 +48,7 @@ def _page_context(request: web.Request, recipient: Recipient) -> dict[str, objec
 async def _recipient(request: web.Request) -> Recipient | None:
     shared = services(request)
     async with shared.engine.connect() as conn:
-        return await recipient_for_token(conn, shared.token_secret, request.match_info["token"])
+        return await recipient_for_token(conn, shared.token_secrets, request.match_info["token"])
 
 
 @routes.get("/u/{token}")

@@ -5,18 +5,19 @@ FORMATS.md ("Sending") fixes the line: at least `channel` (`email` | `sms`), `to
 (ISO 8601 UTC ending in `Z`), plus `message_id` (email) or `sid` (SMS).
 
 Both capture servers may append to the same file from different processes (the default
-`DIR` is the same `./capture` for both). The file is opened with O_APPEND and every flush is
-one `os.write` of whole lines, so concurrent writers never interleave inside a line; a
+`DIR` is the same `./capture` for both). The file is opened with O_APPEND and every append
+is one `os.write` of a whole line, so concurrent writers never interleave inside a line; a
 reader may still see a last line that is not finished yet, and `read_messages` skips it.
 
-Writes are buffered and flushed by a timer (`FLUSH_INTERVAL_S`), on `flush()` and on
-`close()`: one syscall per 50 ms instead of one per message keeps the file off the
-server's CPU profile, and a reader still sees a message within 50 ms of its acceptance.
+A message is written before the server acknowledges it (the `250` after DATA, the `201`
+of the Messages API): a sender that got the acknowledgement may forget the message, so the
+capture server must not lose it, even to a kill -9 a moment later. `append` hands the line
+to the operating system at once (one write, a few microseconds; no fsync: the page cache
+survives the process, and a capture server is no mail spool that must survive a power cut).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -26,10 +27,6 @@ from typing import Any
 
 FILE_NAME = "messages.jsonl"
 DEFAULT_DIR = "capture"
-# The promise to readers: a message is on disk at most this long after it was accepted.
-FLUSH_INTERVAL_S = 0.05
-# A burst bigger than this is written at once rather than waiting for the timer.
-FLUSH_BYTES = 1 << 20
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -41,23 +38,12 @@ def utc_stamp(moment: datetime | None = None) -> str:
 
 
 class CaptureStore:
-    """Append-only writer of `DIR/messages.jsonl`, used from one event loop.
+    """Append-only writer of `DIR/messages.jsonl`."""
 
-    `append` never blocks on the disk: lines wait in memory until the flush timer (armed by
-    the first line of a batch) or `flush()` writes them with one `os.write`.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR,
-                 flush_interval: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR) -> None:
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
-        self.flush_interval = flush_interval
         self._fd: int | None = None
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._written = asyncio.Event()
-        self._written.set()
         self.lines_written = 0
 
     def open(self) -> None:
@@ -67,49 +53,23 @@ class CaptureStore:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Queue one message; it reaches the file within `flush_interval` seconds."""
-        line = _encode(record) + "\n"
-        self._pending.append(line)
-        self._pending_bytes += len(line)
-        self._written.clear()
-        if self._pending_bytes >= FLUSH_BYTES:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.flush_interval, self.flush)
-
-    def flush(self) -> None:
-        """Write every queued line now."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._pending:
-            self.open()
-            data = "".join(self._pending).encode("utf-8")
-            count = len(self._pending)
-            self._pending.clear()
-            self._pending_bytes = 0
-            view = memoryview(data)
-            while view:  # a regular file takes it in one write; the loop is for the rare short write
-                written = os.write(self._fd, view)  # type: ignore[arg-type]
-                view = view[written:]
-            self.lines_written += count
-        self._written.set()
-
-    async def wait_written(self, timeout: float) -> None:
-        """Wait until every appended line is in the file (raises TimeoutError)."""
-        async with asyncio.timeout(timeout):
-            await self._written.wait()
+        """Write one message to the file; when this returns, it is there (for any reader,
+        and whatever then happens to this process)."""
+        self.open()
+        view = memoryview((_encode(record) + "\n").encode("utf-8"))
+        while view:  # a regular file takes it in one write; the loop is for the rare short write
+            written = os.write(self._fd, view)  # type: ignore[arg-type]
+            view = view[written:]
+        self.lines_written += 1
 
     def close(self) -> None:
-        """Flush and close the file; the store can be reopened by appending again."""
-        self.flush()
+        """Close the file; the store can be reopened by appending again."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def read(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The file's messages (all writers), after flushing ours; the last `limit` if given."""
-        self.flush()
+        """The file's messages (all writers); the last `limit` if given."""
         return read_messages(self.directory, limit)
 
 

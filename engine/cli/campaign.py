@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
 from engine.clock import Clock, shifted_clock
 from engine.errors import ConsentryError, InputError
 from engine.timeutil import iso_z, parse_instant
@@ -248,6 +248,7 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
         ctx_click = click.get_current_context()
         ctx_click.invoke(campaign_check, path=path, at=at, out=None, batch_size=batch_size, as_json=False)
         return
+    refuse_public_defaults(settings, "campaign send")
     clock = send_clock(at, ctx.clock)
     options = _send_options(settings, batch_size, concurrency)
 
@@ -278,8 +279,9 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 @pass_context
 def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int, metrics_port: int | None) -> None:  # noqa: ANN001
     """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
-    serve_metrics(metrics_port)
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
+    refuse_public_defaults(settings, "campaign resume")
+    serve_metrics(metrics_port)
     options = _send_options(settings, batch_size, concurrency)
 
     async def _resume():

@@ -70,6 +70,27 @@ def pass_context(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def refuse_public_defaults(settings: Settings, command: str, host: str | None = None) -> None:
+    """Exit 2 before anything starts when `command` would publish links (or, for a server
+    listening on `host`, accept requests) off this machine while a secret still has its
+    public default (Settings.unsafe_off_loopback)."""
+    unsafe = settings.unsafe_off_loopback(host)
+    if not unsafe:
+        return
+    from engine.errors import InputError
+
+    where = f"{command} on {host} with {settings.public_url}" if host is not None else (
+        f"{command} publishes links to {settings.public_url}"
+    )
+    verb = "has its public default" if len(unsafe) == 1 else "still have their public defaults"
+    raise InputError(
+        f"{where} is reachable from other machines, but {', '.join(unsafe)} {verb}: set "
+        f"{'it' if len(unsafe) == 1 else 'them'} (anyone could forge unsubscribe links"
+        f"{' or Twilio webhooks' if host is not None else ''} otherwise; docs/operations.md)",
+        field="environment",
+    )
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 

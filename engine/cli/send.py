@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
 
 
 @click.group()
@@ -31,6 +31,7 @@ def individual(ctx: Context, tenant: str, external_id: str, channel: str, body: 
     from engine.send.individual import send_individual
 
     settings = ctx.settings(smtp_url=smtp_url, twilio_url=twilio_url)
+    refuse_public_defaults(settings, "send individual")
 
     async def _send():
         engine = make_engine(settings.database_url)

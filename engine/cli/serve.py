@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
 
 __all__ = ["keys", "serve"]
 
@@ -14,35 +14,38 @@ ROLES = ("admin", "manager", "marketer", "sales")
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of the /metrics listener (it names every tenant: keep it private).")
+@click.option("--metrics-port", default=9109, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the /metrics listener (0: any free one).")
 @common_options
 @pass_context
-def serve(ctx: Context, host: str, port: int) -> None:
-    """Serve unsubscribe links, the preference centre, Twilio webhooks, the API and /metrics.
+def serve(ctx: Context, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
+    """Serve unsubscribe links, the preference centre, Twilio webhooks and the API; /metrics
+    on a listener of its own.
 
     Stops cleanly on SIGTERM or Ctrl-C. Links and webhook signatures use
     $CONSENTRY_PUBLIC_URL, which must be the URL this service is reached at from outside.
     """
     import logging
 
-    from engine.api.server import serve_until_stopped
+    from engine.api.server import Listening, serve_until_stopped
 
     settings = ctx.settings()
-    unsafe = settings.unsafe_off_loopback(host)
-    if unsafe:
-        from engine.errors import InputError
-
-        raise InputError(
-            f"serve on {host} with {settings.public_url} is reachable from other machines, but "
-            f"{', '.join(unsafe)} still have their public defaults: set them (anyone could forge "
-            "unsubscribe links or Twilio webhooks otherwise)", field="environment",
-        )
+    refuse_public_defaults(settings, "serve", host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def ready(urls: list[str]) -> None:
-        click.echo(f"consentry serve: listening on {', '.join(urls)} (public URL {settings.public_url})")
+    def ready(listening: Listening) -> None:
+        click.echo(f"consentry serve: listening on {', '.join(listening.urls)} (public URL {settings.public_url})")
+        click.echo(f"consentry serve: metrics on {listening.metrics_url}")
+        click.echo(
+            f"consentry serve: at most {listening.max_connections:,} connections (open-file limit "
+            f"{listening.open_file_limit:,}); headers within {settings.http_header_timeout_s:g} s, "
+            f"bodies within {settings.http_body_timeout_s:g} s"
+        )
         click.echo("press Ctrl-C to stop")
 
-    run(serve_until_stopped(settings, host, port, ready, clock=ctx.clock))
+    run(serve_until_stopped(settings, host, port, ready, clock=ctx.clock, metrics=(metrics_host, metrics_port)))
     click.echo("consentry serve: stopped")
 
 

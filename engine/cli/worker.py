@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults
 
 
 @click.command("worker")
@@ -18,7 +18,9 @@ def worker(ctx: Context, burst: bool, metrics_host: str, metrics_port: int) -> N
     from engine.backends.arq_backend import run_worker_forever
     from metrics import start_metrics_server
 
+    settings = ctx.settings()
+    refuse_public_defaults(settings, "worker")
     server = start_metrics_server(metrics_host, metrics_port)
     click.echo(f"consentry worker: metrics on {server.url}", err=True)
 
-    run_worker_forever(ctx.settings(), burst=burst)
+    run_worker_forever(settings, burst=burst)

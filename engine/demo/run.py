@@ -52,10 +52,12 @@ async def _run(step: str, *args: str, env: dict[str, str], expect: int = 0) -> N
         raise SystemExit(f"demo step failed: consentry {' '.join(args)}")
 
 
-async def _start_api(port: int, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """`consentry serve`: unsubscribe links, preference centre, Twilio webhooks, /metrics."""
+async def _start_api(port: int, metrics_port: int, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`consentry serve`: unsubscribe links, preference centre, Twilio webhooks; /metrics
+    on a port of its own."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine", "serve", "--port", str(port), env=env, stdout=asyncio.subprocess.DEVNULL
+        sys.executable, "-m", "engine", "serve", "--port", str(port), "--metrics-port", str(metrics_port),
+        env=env, stdout=asyncio.subprocess.DEVNULL,
     )
     async with aiohttp.ClientSession() as http:
         deadline = time.monotonic() + 60
@@ -118,6 +120,7 @@ async def demo(workdir: Path, contacts: int, now: datetime) -> None:
     store = workdir / "capture"
     db_url = f"sqlite+aiosqlite:///{workdir / 'consentry.db'}"
     smtp_port, sms_port, api_port = _free_port(1025), _free_port(8025), _free_port(8080)
+    metrics_port = _free_port(9109)
     api = f"http://127.0.0.1:{api_port}"
     env = {
         **os.environ,
@@ -131,8 +134,8 @@ async def demo(workdir: Path, contacts: int, now: datetime) -> None:
             SmsCaptureServer(host="127.0.0.1", port=sms_port, store_dir=store) as sms:
         print(f"capture servers: SMTP 127.0.0.1:{smtp.port}, Twilio API http://127.0.0.1:{sms.port}/")
         await _run("create the schema", "db", "init", env=env)
-        server = await _start_api(api_port, env)
-        print(f"API (unsubscribe links, Twilio webhooks, /metrics): {api}/")
+        server = await _start_api(api_port, metrics_port, env)
+        print(f"API (unsubscribe links, Twilio webhooks): {api}/, metrics http://127.0.0.1:{metrics_port}/metrics")
         await _run("store the dealership's consent policy", "tenant", "apply", str(data.tenant_yaml), env=env)
         await _run(f"import {contacts:,} contacts", "contacts", "import", str(data.contacts_csv), "--tenant", data.tenant, env=env)
         await _run("import their consent history", "consent", "import", str(data.events_csv), "--tenant", data.tenant, env=env)

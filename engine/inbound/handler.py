@@ -84,7 +84,9 @@ class InboundHandler:
         # at once instead of meeting the file lock and sleeping in its busy handler.
         self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         # One place to read the key: unsubscribe and return-path tokens are signed with it.
-        self.secret = settings.secret.encode()
+        # Current first, then retired ones: mail answering a message sent before a rotation
+        # still finds its delivery (docs/operations.md, "Rotating secrets").
+        self.secrets = settings.link_secrets
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:  # noqa: N802 - aiosmtpd's hook name
         try:
@@ -140,7 +142,7 @@ class InboundHandler:
         if tag is None:
             embedded = embedded_return_path(message)
             tag = split_tagged(embedded)[1] if embedded else None
-        claims = verify_return_path(self.secret, tag) if tag else None
+        claims = verify_return_path(self.secrets, tag) if tag else None
         if claims is None or claims.tenant_id not in known.tenant_ids:
             return unmatched
         async with self.engine.connect() as conn:
@@ -172,7 +174,7 @@ class InboundHandler:
         token = unsubscribe_token(message)
         async with self.engine.connect() as conn:
             if token is not None:
-                found = await recipient_for_token(conn, self.secret, token)
+                found = await recipient_for_token(conn, self.secrets, token)
                 if found is not None and found.channel == "email" and found.address and found.tenant.id in known.tenant_ids:
                     recipients.append(found)
             if not recipients:

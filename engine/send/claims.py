@@ -42,7 +42,7 @@ from sqlalchemy.orm import aliased
 from engine.clock import Clock
 from engine.db.batches import Cap
 from engine.db.models import Campaign, Contact, Delivery
-from engine.db.retry import ATTEMPTS, SQLITE_BUSY
+from engine.db.retry import ATTEMPTS, SQLITE_BUSY, database_unreachable
 from engine.db.states import DeliveryState, Kind, Purpose
 from gating import DecisionKind, Reason
 
@@ -259,9 +259,11 @@ class Claimant:
                     .where(_d.c.id.in_(list(ids)), _d.c.claim_token == self.token, _d.c.state == DeliveryState.SENDING)
                     .values(state=DeliveryState.PENDING, claim_until_us=None, attempts=_d.c.attempts - 1)
                 )
-        except Exception:  # noqa: BLE001 - releasing is an optimisation; the ttl is the guarantee
-            log.warning("campaign %s: could not release %d claims; they lapse in %.0f s",
-                        self.campaign_id, len(ids), self.ttl_us / US, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - releasing is an optimisation; the ttl is the guarantee
+            # The database out of reach is said in a line; anything else gets its traceback.
+            log.warning("campaign %s: could not release %d claims (%s); they lapse in %.0f s",
+                        self.campaign_id, len(ids), _first_line(exc), self.ttl_us / US,
+                        exc_info=not database_unreachable(exc))
 
     async def _renew_forever(self) -> None:
         while not self.lost:
@@ -279,7 +281,13 @@ class Claimant:
                                _d.c.claim_token == self.token)
                         .values(claim_until_us=started + self.ttl_us)
                     )
-            except Exception:  # noqa: BLE001 - a failed renewal shortens our view; may_dispatch decides
-                log.warning("campaign %s: claim renewal failed", self.campaign_id, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a failed renewal shortens our view; may_dispatch decides
+                log.warning("campaign %s: claim renewal failed (%s)", self.campaign_id, _first_line(exc),
+                            exc_info=not database_unreachable(exc))
                 continue
             self.valid_until_us = max(self.valid_until_us, started + self.ttl_us)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -39,13 +39,14 @@ from engine.clock import Clock
 from engine.db import deliveries as ledger
 from engine.db.batches import Batch, iter_batches
 from engine.db.models import Contact
-from engine.db.retry import in_transaction
+from engine.db.retry import database_unreachable, in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
 from engine.send.breaker import PolicyBreaker
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
 from engine.send.content import Content, Job
+from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord
 from engine.send.ratelimit import RateLimiter
 from engine.send.results import WITHDRAWN, Result, ResultWriter
@@ -162,6 +163,9 @@ class CampaignRun:
         # recipients stay pending for a resume instead of all being marked failed.
         self.fatal: PermanentError | None = None
         self.breaker = PolicyBreaker(options.policy_stop_after)
+        # What stopped the run from recording (the database out of reach): nothing more is
+        # sent, and run() raises it once every worker has stopped.
+        self.broken: BaseException | None = None
         # SQLite has one writer at a time; serialising our own writes avoids busy waits.
         self._write_lock = asyncio.Lock()
         self.results = ResultWriter(
@@ -177,12 +181,19 @@ class CampaignRun:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         writer = asyncio.create_task(self.results.run())
         try:
-            await self._produce()
+            try:
+                await self._produce()
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+                self.broken = self.broken or exc
             for _ in workers:
                 await self._queue.put(None)
             await asyncio.gather(*workers)
-            # Refusals still held when the queue ran dry: a row too short to stop for.
-            await self._record(self.breaker.drain())
+            # Refusals still held when the queue ran dry: a row too short to stop for. (With
+            # the database out of reach they stay claimed, for `resume` to settle.)
+            if self.broken is None:
+                await self._record(self.breaker.drain())
         finally:
             for task in workers:
                 task.cancel()
@@ -193,10 +204,14 @@ class CampaignRun:
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
         self.summary.lost_claims = self.claims.lost
+        if self.broken is not None:
+            if database_unreachable(self.broken):
+                raise DatabaseUnreachable(self.record.code, self.tenant.code, self.broken) from self.broken
+            raise self.broken
         return self.summary
 
     def _should_stop(self) -> bool:
-        return self.fatal is not None or self.claims.lost
+        return self.fatal is not None or self.claims.lost or self.broken is not None
 
     # -- producer -----------------------------------------------------------------------
 
@@ -394,7 +409,13 @@ class CampaignRun:
                 self.fatal = self.breaker.tripped
             # Wait until the result is committed before the next message: at most one
             # unrecorded message per worker, whatever happens to this process.
-            await self._record(settled)
+            try:
+                await self._record(settled)
+            except Exception as exc:  # noqa: BLE001 - kept, and raised by run() once every worker has stopped
+                # Not recorded: the rows stay claimed (in doubt), and `resume` settles them.
+                # This worker goes on draining the queue, sending nothing, so the producer
+                # is never left waiting on a full queue.
+                self.broken = self.broken or exc
 
     async def _record(self, results: list[tuple[Job, Result]]) -> None:
         await asyncio.gather(*(self.results.record(job, result) for job, result in results))
@@ -404,6 +425,8 @@ class CampaignRun:
         options = self.options
         error: Exception | None = None
         for attempt in range(options.max_attempts):
+            if self.broken is not None:
+                return WITHDRAWN, None
             if self.fatal is not None:
                 if job.in_doubt:
                     return WITHDRAWN, None

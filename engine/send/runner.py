@@ -18,12 +18,14 @@ from campaigns.definition import CampaignDefinition
 from engine.clock import Clock, system_clock
 from engine.config import Settings, TlsMode
 from engine.db import deliveries as ledger
+from engine.db.retry import database_unreachable
 from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import ConsentryError
 from engine.send.campaign_inputs import tenant_for
 from engine.send.content import Content, EmailChannel, SmsChannel, validate_templates
 from engine.send.dkim import key_for, load_signer
+from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
 
@@ -100,12 +102,22 @@ async def run_campaign(
     lease_clock: Clock | None = None,
 ) -> SendResult:
     """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
-    same) the real passing of time between runners (engine/send/claims.py)."""
+    same) the real passing of time between runners (engine/send/claims.py).
+
+    The database going out of reach stops the run with DatabaseUnreachable, which names the
+    `campaign resume` that finishes it."""
     check_transport(record.definition.channel, settings)
-    async with engine.begin() as conn:
-        await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
-    summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
-    return await settle(engine, record, tenant, summary, clock, lease_clock)
+    try:
+        async with engine.begin() as conn:
+            await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
+        summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
+        return await settle(engine, record, tenant, summary, clock, lease_clock)
+    except DatabaseUnreachable:
+        raise
+    except Exception as exc:
+        if database_unreachable(exc):
+            raise DatabaseUnreachable(record.code, tenant.code, exc) from exc
+        raise
 
 
 async def run_range(

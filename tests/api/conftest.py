@@ -30,7 +30,7 @@ from engine.db.session import make_engine
 from engine.db.tenants import TenantRecord, apply_policy
 from engine.imports import import_contacts
 from engine.render import sign_token
-from metrics import Instruments
+from metrics import Instruments, start_metrics_server
 
 # Deliberately not the address the test server listens on: signatures and links must be
 # built from the configured public URL, never from the request's Host.
@@ -90,6 +90,8 @@ class Api:
     settings: Settings
     instruments: Instruments
     tenants: dict[str, TenantRecord]
+    # The private /metrics listener, as `consentry serve` runs it beside the service.
+    metrics_url: str = ""
     keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, role) -> key
 
     def url(self, path: str) -> str:
@@ -164,6 +166,7 @@ async def _seed(engine: AsyncEngine, tmp_path: Path) -> dict[str, TenantRecord]:
 async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     engine = make_engine(db_url)
     runner = None
+    exporter = None
     try:
         tenants = await _seed(engine, tmp_path)
         settings = Settings(database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN)
@@ -173,8 +176,9 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
+        exporter = start_metrics_server("127.0.0.1", 0, registry=instruments.registry)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            service = Api(f"http://{host}:{port}", session, engine, settings, instruments, tenants)
+            service = Api(f"http://{host}:{port}", session, engine, settings, instruments, tenants, exporter.url)
             async with engine.begin() as conn:
                 for tenant in tenants:
                     for role in ROLES:
@@ -182,6 +186,8 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
                         service.keys[(tenant, role)] = key
             yield service
     finally:
+        if exporter is not None:
+            exporter.close()
         if runner is not None:
             await runner.cleanup()
         await engine.dispose()

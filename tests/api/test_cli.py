@@ -22,7 +22,7 @@ LISTENING = re.compile(r"listening on (http://\S+?)[ ,]")
 async def _with_server(url: str, work) -> tuple[int, str]:  # noqa: ANN001
     """Run `consentry serve --port 0`, call `work(base_url)`, SIGTERM it; (exit code, output)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine", "serve", "--port", "0", "--db", url,
+        sys.executable, "-m", "engine", "serve", "--port", "0", "--metrics-port", "0", "--db", url,
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

@@ -202,10 +202,14 @@ async def test_health_metrics_and_unknown_routes(api: Api) -> None:
     async with api.session.get(api.url("/healthz")) as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
-    async with api.session.get(api.url("/metrics")) as response:
+    async with api.session.get(api.metrics_url) as response:
         assert response.status == 200
         assert response.content_type == "text/plain"
         assert "consentry_decisions" in await response.text()
+    # Not on the public listener: the series name every tenant.
+    async with api.session.get(api.url("/metrics")) as response:
+        assert response.status == 404
+        assert "acme-motors" not in await response.text()
     async with api.session.get(api.url("/api/v1/nothing"), headers=api.auth("acme-motors", "admin")) as response:
         assert response.status == 404
         assert "error" in await response.json()

@@ -248,7 +248,7 @@ async def test_other_status_callbacks(api: Api) -> None:
 async def test_recorded_events_are_counted_in_metrics(api: Api) -> None:
     async with api.twilio_post(INBOUND, inbound_sms(ACME_NUMBER, LIAM, "STOP")):
         pass
-    async with api.session.get(api.url("/metrics")) as response:
+    async with api.session.get(api.metrics_url) as response:
         assert response.status == 200
         text = await response.text()
     assert 'consentry_ledger_events_total{action="block",tenant="acme-motors"} 2.0' in text

@@ -88,7 +88,6 @@ async def test_smtp_server_process_with_failure_flags(tmp_path: Path) -> None:
         await pool.close()
     finally:
         await _stop(process)
-    # Stopping flushed the store.
     assert [m["to"] for m in read_messages(tmp_path)] == ["jane@example.com"]
 
 
@@ -107,3 +106,34 @@ async def test_sms_server_process_with_failure_flags(tmp_path: Path) -> None:
     finally:
         await _stop(process)
     assert [m["sid"] for m in read_messages(tmp_path)] == [sid]
+
+
+async def _killed(process: asyncio.subprocess.Process) -> None:
+    process.kill()  # SIGKILL: no handler, no flush, no goodbye
+    async with asyncio.timeout(10):
+        assert await process.wait() == -signal.SIGKILL
+
+
+async def test_an_acknowledged_message_survives_a_kill_9_right_after_the_acknowledgement(tmp_path: Path) -> None:
+    """The 250 after DATA and the 201 of the Messages API come only once the message is in
+    the file: the sender may forget it as soon as it has the acknowledgement."""
+    smtp, smtp_port = await _start("smtp", "--port", "0", "--store", str(tmp_path))
+    sms, sms_port = await _start("sms", "--port", "0", "--store", str(tmp_path))
+    try:
+        pool = SmtpPool(f"smtp://127.0.0.1:{smtp_port}")
+        for n in range(5):
+            await pool.send_raw("service@acme.example", [f"c{n}@example.com"], make_message(message_id=f"<k{n}@x>"))
+        await _killed(smtp)  # the moment the last 250 arrived
+        await pool.close()
+        transport = TwilioSms(f"http://127.0.0.1:{sms_port}", "AC" + "0" * 32, "t")
+        sids = [(await transport.send(f"+1555000900{n}", "+15550001000", "hello"))[0] for n in range(5)]
+        await _killed(sms)  # the moment the last 201 arrived
+        await transport.close()
+    finally:
+        for process in (smtp, sms):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    stored = read_messages(tmp_path)
+    assert [m["to"] for m in stored if m["channel"] == "email"] == [f"c{n}@example.com" for n in range(5)]
+    assert [m["sid"] for m in stored if m["channel"] == "sms"] == sids
