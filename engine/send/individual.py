@@ -23,6 +23,7 @@ from engine.imports.ledger import record_events
 from engine.render import EmailSkeleton, SmsRenderer, compile_template, recipient_context
 from engine.render.context import STANDARD_VARIABLES
 from engine.send.campaign_inputs import reason_code
+from engine.send.dkim import key_for, load_signer
 from engine.send.identities import envelope_sender, individual_identity
 from engine.transports.errors import PermanentError, TransientError
 from gating import BatchEvaluator, ClassMode, Message, TenantPolicy, compile_policy
@@ -73,6 +74,13 @@ async def send_individual(
     async with engine.connect() as conn:
         tenant = await load_tenant(conn, tenant_code)
     identity = individual_identity(tenant.settings.senders, tenant.code, tenant.name, channel, sender, settings.sms_from)
+    signer = None
+    if channel == "email" and identity.email is not None:
+        try:  # signed like a campaign from that domain; refused before a row is written
+            key = key_for(tenant.settings.dkim, identity.email)
+            signer = None if key is None else load_signer(key)
+        except ConsentryError as exc:
+            raise InputError(str(exc), field="--from") from None
     class_code = class_code or default_class(tenant.policy)
     if class_code not in tenant.policy.classes:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
@@ -114,7 +122,7 @@ async def send_individual(
                     sender_email=identity.email, sender_name=identity.name,
                     subject=compile_template("{{ subject }}", origin="--subject", variables=_BODY_VARIABLES),
                     text=compile_template("{{ body }}", origin="--body", variables=_BODY_VARIABLES), bulk=False,
-                    reply_to=identity.reply_to, reply_to_name=identity.reply_to_name,
+                    reply_to=identity.reply_to, reply_to_name=identity.reply_to_name, dkim=signer,
                 )
                 domain = identity.email.rpartition("@")[2]
                 provider_id = f"<i{delivery_id}.{now}@{domain}>"

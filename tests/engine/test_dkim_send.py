@@ -86,3 +86,19 @@ def test_a_key_file_that_cannot_sign_is_refused_at_apply(tmp_path, sqlite_url):
     with_dkim(files, "missing.pem", domain="acme.example")
     result = consentry("tenant", "apply", files["tenant"], "--db", sqlite_url)
     assert result.code == 2 and "cannot read the DKIM key" in result.err
+
+
+def test_an_individual_reply_is_signed_too(tmp_path, sqlite_url, capture, key_pair):
+    key_file, record = key_pair
+    files = build(tmp_path, sqlite_url, enforce_review=False)
+    with_dkim(files, key_file)
+    ok("tenant", "apply", files["tenant"], "--db", sqlite_url)
+    reply = ("send", "individual", "--tenant", "acme-motors", "--contact", "E1", "--channel", "email",
+             "--subject", "Your test drive", "--body", "See you Saturday at 10.", "--db", sqlite_url)
+
+    # The made-up default sender's domain has no key: refused, nothing sent or recorded.
+    refused = consentry(*reply)
+    assert refused.code == 2 and "--from: no DKIM key for acme-motors.consentry.invalid" in refused.err
+    ok(*reply, "--from", "service@acme.example")
+    (mail,) = capture.call(capture.smtp.wait_for(1, timeout=10))
+    assert dkim.verify(mail["raw"], dnsfunc=lambda name, timeout=5: record)
