@@ -27,6 +27,8 @@ FULL = [
     ["bench.bench_relay", "--recipients", "500", "--repeat", "3"],
     ["bench.bench_relay", "--recipients", "2000", "--repeat", "2"],
     ["bench.bench_inbound"],
+    ["bench.bench_sms_webhooks", "--db", "sqlite"],
+    ["bench.bench_sms_webhooks", "--db", "postgres", "--skip-classify"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -35,6 +37,7 @@ QUICK = [
     ["bench.bench_check", "--contacts", "10000", "50000", "--db", "sqlite"],
     ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
     ["bench.bench_inbound", "--count", "500", "--connections", "4"],
+    ["bench.bench_sms_webhooks", "--contacts", "2000", "--requests", "500", "--rounds", "1", "--repeat", "20"],
 ]
 
 
