@@ -4,6 +4,7 @@ what the customer meant, and one revocation end to end through the signed Twilio
 
 from __future__ import annotations
 
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -101,3 +102,58 @@ async def test_an_ordinary_reply_records_nothing_and_gets_no_answer(api: Api) ->
         assert response.status == 200
         assert list(ElementTree.fromstring(await response.text()).iter("Message")) == []
     assert await api.events() == []
+
+
+CORPUS_TENANT = """\
+tenant: corpus-cars
+name: Corpus Cars
+country: US
+timezone: America/Los_Angeles
+quiet_hours: null
+"""
+
+
+async def test_every_reply_of_the_corpus_through_the_signed_webhook_then_an_individual_text(
+    api: Api, tmp_path: Path
+) -> None:
+    """Each reply of the corpus texted in by its own customer, signed as Twilio signs; then a
+    salesperson's individual text to each: refused for exactly the replies the table reads
+    as revocations, delivered to the provider for every other."""
+    from dataclasses import replace
+
+    from campaigns.tenant_file import parse_tenant_text
+    from engine.clock import system_clock  # the service's clock in these tests
+    from engine.db.tenants import apply_policy
+    from engine.imports import import_contacts
+    from tests.capture import ThreadedCapture
+
+    numbers = [f"+1213555{1000 + n:04d}" for n in range(len(CORPUS))]
+    async with api.engine.begin() as conn:
+        await apply_policy(conn, parse_tenant_text(CORPUS_TENANT), CORPUS_TENANT, system_clock)
+    contacts = tmp_path / "corpus-contacts.csv"
+    contacts.write_text("external_id,phone\n" + "".join(f"K{n:03d},{number}\n" for n, number in enumerate(numbers)))
+    await import_contacts(api.engine, str(contacts), "corpus-cars", workers=0, clock=system_clock)
+
+    for number, (body, _expected) in zip(numbers, CORPUS, strict=True):
+        async with api.twilio_post("/webhooks/twilio/corpus-cars/inbound", inbound_sms(ACME_NUMBER, number, body)) as response:
+            assert response.status == 200, (body, await response.text())
+
+    sink = ThreadedCapture(tmp_path / "sink")
+    try:
+        settings = replace(api.settings, twilio_url=sink.env["CONSENTRY_TWILIO_URL"])
+        refused, delivered = [], []
+        for n, (body, expected) in enumerate(CORPUS):
+            try:
+                await send_individual(api.engine, settings, "corpus-cars", f"K{n:03d}", "sms", "Hi, it's Sam from Corpus Cars.", None,
+                                      clock=system_clock)
+            except NotSent as exc:
+                assert "do_not_contact" in str(exc), (body, str(exc))
+                refused.append(body)
+            else:
+                delivered.append(numbers[n])
+            assert (body in refused) == (expected is Keyword.OPT_OUT), body
+        texts = sink.call(sink.sms.wait_for(len(delivered), timeout=30))
+    finally:
+        sink.close()
+    assert sorted(text["to"] for text in texts) == sorted(delivered)
+    assert len(refused) == sum(1 for _body, expected in CORPUS if expected is Keyword.OPT_OUT) == 156
