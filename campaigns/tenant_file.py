@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import available_timezones
@@ -131,19 +132,13 @@ class TenantFile(_Strict):
     @field_validator("frequency_caps")
     @classmethod
     def _one_cap_per_channel(cls, value: list[FrequencyCap]) -> list[FrequencyCap]:
-        channels = [cap.channel for cap in value]
-        for channel in set(channels):
-            if channels.count(channel) > 1:
-                raise ValueError(f"more than one cap for channel {channel!r}")
+        _once_each((cap.channel for cap in value), "more than one cap for channel")
         return value
 
     @field_validator("dkim")
     @classmethod
-    def _dkim(cls, value: list[DkimKey]) -> list[DkimKey]:
-        domains = [key.domain for key in value]
-        for domain in set(domains):
-            if domains.count(domain) > 1:
-                raise ValueError(f"more than one key for domain {domain!r}")
+    def _one_key_per_domain(cls, value: list[DkimKey]) -> list[DkimKey]:
+        _once_each((key.domain for key in value), "more than one key for domain")
         return value
 
     @field_validator("reauthorization_days")
@@ -153,6 +148,14 @@ class TenantFile(_Strict):
             if days <= 0:
                 raise ValueError(f"{channel}: days must be positive")
         return value
+
+
+def _once_each(values: Iterable[str], problem: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{problem} {value!r}")
+        seen.add(value)
 
 
 def is_timezone(name: str) -> bool:

@@ -22,7 +22,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 VERSION = 1
@@ -75,12 +75,7 @@ def verify_token(secret: bytes | Sequence[bytes], token: str) -> TokenClaims | N
     if len(raw) < 2 + 3 + _MAC_BYTES or raw[0] != VERSION or raw[1] not in _CHANNELS:
         return None
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    secrets = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
-    # Every secret is tried, so the time taken does not say which one matched.
-    matched = False
-    for candidate in secrets:
-        matched |= hmac.compare_digest(_mac(candidate, payload), mac)
-    if not matched:
+    if not signed_by_any(secret, payload, mac, _mac):
         return None
     values: list[int] = []
     position = 2
@@ -108,6 +103,19 @@ def unsubscribe_url(public_url: str, token: str) -> str:
 def preferences_url(public_url: str, token: str) -> str:
     """The preference-centre link: `{public_url}/p/{token}`."""
     return f"{public_url.rstrip('/')}/p/{token}"
+
+
+def signed_by_any(
+    secret: bytes | Sequence[bytes], payload: bytes | bytearray, mac: bytes,
+    mac_of: Callable[[bytes, bytes | bytearray], bytes],
+) -> bool:
+    """Does `mac` sign `payload` under `secret`, or under any of several (current first, then
+    retired ones)? Every secret is tried, so the time taken does not say which one matched."""
+    secrets = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
+    matched = False
+    for candidate in secrets:
+        matched |= hmac.compare_digest(mac_of(candidate, payload), mac)
+    return matched
 
 
 def _mac(secret: bytes, payload: bytes | bytearray) -> bytes:
