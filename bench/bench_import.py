@@ -160,6 +160,7 @@ def write_events(path: Path, rows: int, contacts: int) -> None:
 
 def _measure(kind: str, path: str, url: str, workers: int) -> dict:
     from campaigns.tenant_file import parse_tenant_text
+    from engine.clock import system_clock
     from engine.db.session import make_engine
     from engine.imports import (
         check_consent_events,
@@ -180,7 +181,8 @@ def _measure(kind: str, path: str, url: str, workers: int) -> dict:
         try:
             importer = import_contacts if kind.endswith("contacts") else import_consent_events
             rejects = os.path.join(os.path.dirname(path), f"{kind}-rejects.csv")
-            return await importer(engine, path, "bench", skip_invalid=True, rejects_path=rejects, workers=workers)
+            return await importer(engine, path, "bench", skip_invalid=True, rejects_path=rejects, workers=workers,
+                                  clock=system_clock)
         finally:
             await engine.dispose()
 
@@ -211,6 +213,7 @@ def _in_process(kind: str, path: Path, url: str, workers: int) -> dict:
 
 def _prepare_database(url: str) -> None:
     from campaigns.tenant_file import parse_tenant_text
+    from engine.clock import system_clock
     from engine.db.migrate import upgrade
     from engine.db.session import make_engine
     from engine.db.tenants import apply_policy
@@ -220,7 +223,7 @@ def _prepare_database(url: str) -> None:
         try:
             await upgrade(engine)
             async with engine.begin() as conn:
-                await apply_policy(conn, parse_tenant_text(TENANT_YAML), TENANT_YAML)
+                await apply_policy(conn, parse_tenant_text(TENANT_YAML), TENANT_YAML, system_clock)
         finally:
             await engine.dispose()
 

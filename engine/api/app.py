@@ -38,7 +38,7 @@ from engine.api import (
 from engine.api.connections import ConnectionGuard
 from engine.api.problems import api_errors
 from engine.api.services import SERVICES, Services
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings
 from engine.db.session import make_engine
 from metrics import Instruments, default_instruments
@@ -54,7 +54,7 @@ def build_app(
     *,
     engine: AsyncEngine | None = None,
     instruments: Instruments | None = None,
-    clock: Clock = system_clock,
+    clock: Clock,
     guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The application. Metrics go to `instruments` (default: the process-wide ones);

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.api.auth import Role, hash_key
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.db.models import ApiKey
 from engine.db.tenants import load_tenant
 from engine.errors import InputError, NotFoundError
@@ -37,7 +37,7 @@ class ApiKeyRecord:
 
 
 async def create_api_key(
-    conn: AsyncConnection, tenant_code: str, role: str, name: str, clock: Clock = system_clock
+    conn: AsyncConnection, tenant_code: str, role: str, name: str, clock: Clock
 ) -> tuple[ApiKeyRecord, str]:
     """A new key for a tenant; returns its record and the key itself (shown once)."""
     if role not in {r.value for r in Role}:
@@ -64,7 +64,7 @@ async def list_api_keys(conn: AsyncConnection, tenant_code: str) -> list[ApiKeyR
     return [ApiKeyRecord(r.id, tenant.code, r.name, r.role, r.created_at_us, r.revoked_at_us) for r in rows]
 
 
-async def revoke_api_key(conn: AsyncConnection, tenant_code: str, key_id: int, clock: Clock = system_clock) -> ApiKeyRecord:
+async def revoke_api_key(conn: AsyncConnection, tenant_code: str, key_id: int, clock: Clock) -> ApiKeyRecord:
     """Revoke a key of this tenant (revoking twice keeps the first instant)."""
     tenant = await load_tenant(conn, tenant_code)
     await conn.execute(

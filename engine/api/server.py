@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engine.api.app import build_app
 from engine.api.connections import ConnectionGuard, ConnectionLimits
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "Listening", "serve_until_stopped"]
@@ -59,7 +59,8 @@ async def serve_until_stopped(
     port: int,
     on_ready: Callable[[Listening], None],
     stop: asyncio.Event | None = None,
-    clock: Clock = system_clock,
+    *,
+    clock: Clock,
     metrics: tuple[str, int] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set); `on_ready` is told where. `metrics`:

@@ -53,7 +53,7 @@ def job_id(campaign_id: int, after_id: int) -> str:
 
 
 async def run_on_arq(
-    settings: Settings, record: CampaignRecord, tenant: TenantRecord, options: SendOptions, clock: Clock = system_clock
+    settings: Settings, record: CampaignRecord, tenant: TenantRecord, options: SendOptions, clock: Clock
 ) -> SendResult:
     """Enqueue every batch of the campaign, wait until workers finished them, settle."""
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=QUEUE)

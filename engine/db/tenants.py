@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.tenant_file import TenantFile
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.db.models import Tenant, TenantPolicyVersion
 from engine.errors import NotFoundError
 from gating import TenantPolicy
@@ -40,7 +40,7 @@ class TenantRecord:
 
 
 async def apply_policy(
-    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock = system_clock
+    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock
 ) -> tuple[TenantRecord, bool]:
     """Create or update a tenant from a validated policy; returns (tenant, changed).
 

@@ -16,7 +16,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaigns.errors import InputError, InputErrors
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.db.models import Contact
 from engine.db.tenants import load_tenant
 from engine.imports.consent_rows import (
@@ -50,7 +50,7 @@ async def import_consent_events(
     workers: int = DEFAULT_WORKERS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
-    clock: Clock = system_clock,
+    clock: Clock,
 ) -> ImportSummary:
     """Append a consent events CSV to a tenant's ledger (FORMATS.md, "Consent events").
 

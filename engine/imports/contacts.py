@@ -25,7 +25,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from campaigns.errors import InputError, InputErrors
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.db.models import Contact
 from engine.db.tenants import load_tenant
 from engine.imports.contact_rows import (
@@ -66,7 +66,7 @@ async def import_contacts(
     workers: int = DEFAULT_WORKERS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
-    clock: Clock = system_clock,
+    clock: Clock,
 ) -> ImportSummary:
     """Import a contacts CSV for a tenant (FORMATS.md, "Contacts").
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from aiosmtpd.smtp import SMTP
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings
 from engine.db.session import make_engine
 from engine.inbound.handler import InboundHandler
@@ -36,7 +36,7 @@ class InboundServer:
     """The listener on `host:port` (0: a free port, read back from `port`)."""
 
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 2525, *, engine: AsyncEngine | None = None,
-                 instruments: Instruments | None = None, clock: Clock = system_clock) -> None:
+                 instruments: Instruments | None = None, clock: Clock) -> None:
         self.settings = settings
         self.host = host
         self.port = port
@@ -71,7 +71,7 @@ class InboundServer:
 
 async def serve_inbound_until_stopped(
     settings: Settings, host: str, port: int, on_ready: Callable[[list[str]], None],
-    stop: asyncio.Event | None = None, clock: Clock = system_clock,
+    stop: asyncio.Event | None = None, *, clock: Clock,
 ) -> None:
     """Listen until SIGTERM/SIGINT (or `stop`); `on_ready` gets `host:port` of each socket."""
     stop = stop or asyncio.Event()

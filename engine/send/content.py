@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from campaigns.definition import CampaignDefinition
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings
 from engine.db.states import Kind, Purpose
 from engine.db.tenants import TenantRecord
@@ -51,7 +51,7 @@ class Job:
 class Content:
     """A campaign's compiled templates and the per-recipient context."""
 
-    def __init__(self, record: CampaignRecord, tenant: TenantRecord, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(self, record: CampaignRecord, tenant: TenantRecord, settings: Settings, clock: Clock) -> None:
         model = record.definition.model
         self.clock = clock
         self.record = record

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings
 from engine.db import deliveries as ledger
 from engine.db.batches import load_one
@@ -62,7 +62,8 @@ async def send_individual(
     subject: str | None,
     sender: str | None = None,
     class_code: str | None = None,
-    clock: Clock = system_clock,
+    *,
+    clock: Clock,
 ) -> IndividualResult:
     if not body.strip():
         raise InputError("the message body is empty", field="--body")

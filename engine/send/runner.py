@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.definition import CampaignDefinition
-from engine.clock import Clock, system_clock
+from engine.clock import Clock
 from engine.config import Settings, TlsMode
 from engine.db import deliveries as ledger
 from engine.db.retry import database_unreachable
@@ -62,7 +62,7 @@ class SendResult:
 
 
 async def launch_campaign(
-    engine: AsyncEngine, definition: CampaignDefinition, clock: Clock = system_clock
+    engine: AsyncEngine, definition: CampaignDefinition, clock: Clock
 ) -> tuple[CampaignRecord, TenantRecord]:
     tenant = await tenant_for(engine, definition)
     templates = validate_templates(definition)
@@ -98,7 +98,8 @@ async def run_campaign(
     settings: Settings,
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
-    clock: Clock = system_clock,
+    *,
+    clock: Clock,
     lease_clock: Clock | None = None,
 ) -> SendResult:
     """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
@@ -128,7 +129,8 @@ async def run_range(
     options: SendOptions,
     observer: Callable[[str, int], None] | None = None,
     id_range: tuple[int, int | None] = (0, None),
-    clock: Clock = system_clock,
+    *,
+    clock: Clock,
     lease_clock: Clock | None = None,
 ) -> RunSummary:
     """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default.
@@ -178,7 +180,7 @@ async def _wait_for_others(
 
 
 async def settle(
-    engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary, clock: Clock = system_clock,
+    engine: AsyncEngine, record: CampaignRecord, tenant: TenantRecord, summary: RunSummary, clock: Clock,
     lease_clock: Clock | None = None,
 ) -> SendResult:
     """Count the ledger and set the campaign's status from it."""

@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from campaigns.tenant_file import parse_tenant_text
 from engine.api import build_app, create_api_key
+from engine.clock import system_clock
 from engine.config import Settings
 from engine.db.migrate import upgrade
 from engine.db.models import ConsentEvent, Contact
@@ -37,6 +38,9 @@ from metrics import Instruments, start_metrics_server
 PUBLIC_URL = "https://links.acme.example"
 SECRET = "api-test-secret-0123456789"
 AUTH_TOKEN = "twilio-test-auth-token"
+# The service's clock, and the one every record the fixture makes is stamped with: these
+# tests are about requests made now, so it is the wall clock, said once here.
+CLOCK = system_clock
 
 ACME = """\
 tenant: acme-motors
@@ -154,11 +158,11 @@ async def _seed(engine: AsyncEngine, tmp_path: Path) -> dict[str, TenantRecord]:
     for text, contacts in ((ACME, ACME_CONTACTS), (BRAVO, BRAVO_CONTACTS)):
         policy = parse_tenant_text(text)
         async with engine.begin() as conn:
-            record, _changed = await apply_policy(conn, policy, text)
+            record, _changed = await apply_policy(conn, policy, text, CLOCK)
         tenants[record.code] = record
         path = tmp_path / f"{record.code}-contacts.csv"
         path.write_text(contacts, encoding="utf-8")
-        await import_contacts(engine, str(path), record.code, workers=0)
+        await import_contacts(engine, str(path), record.code, workers=0, clock=CLOCK)
     return tenants
 
 
@@ -171,7 +175,7 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         tenants = await _seed(engine, tmp_path)
         settings = Settings(database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN)
         instruments = Instruments.fresh()
-        runner = web.AppRunner(build_app(settings, engine=engine, instruments=instruments))
+        runner = web.AppRunner(build_app(settings, engine=engine, instruments=instruments, clock=CLOCK))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -182,7 +186,7 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
             async with engine.begin() as conn:
                 for tenant in tenants:
                     for role in ROLES:
-                        _record, key = await create_api_key(conn, tenant, role, f"{role} key")
+                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
                         service.keys[(tenant, role)] = key
             yield service
     finally:

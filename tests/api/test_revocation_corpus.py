@@ -11,7 +11,7 @@ import pytest
 
 from engine.api.keywords import RULES, Keyword, classify, matching_rule, normalize
 from engine.send.individual import NotSent, send_individual
-from tests.api.conftest import Api, inbound_sms
+from tests.api.conftest import CLOCK, Api, inbound_sms
 from tests.api.revocation_corpus import (
     CORPUS,
     HONOURED_THOUGH_NOT_MEANT,
@@ -94,7 +94,7 @@ async def test_please_stop_texting_me_blocks_the_number_and_the_next_individual_
     # Bravo's B1 shares the number but texted nobody at Bravo: untouched.
     assert await api.events("bravo-cars") == []
     with pytest.raises(NotSent, match="do_not_contact"):
-        await send_individual(api.engine, api.settings, "acme-motors", "C1", "sms", "Hi Ava, the SUV is in", None)
+        await send_individual(api.engine, api.settings, "acme-motors", "C1", "sms", "Hi Ava, the SUV is in", None, clock=CLOCK)
 
 
 async def test_an_ordinary_reply_records_nothing_and_gets_no_answer(api: Api) -> None:
@@ -122,17 +122,16 @@ async def test_every_reply_of_the_corpus_through_the_signed_webhook_then_an_indi
     from dataclasses import replace
 
     from campaigns.tenant_file import parse_tenant_text
-    from engine.clock import system_clock  # the service's clock in these tests
     from engine.db.tenants import apply_policy
     from engine.imports import import_contacts
     from tests.capture import ThreadedCapture
 
     numbers = [f"+1213555{1000 + n:04d}" for n in range(len(CORPUS))]
     async with api.engine.begin() as conn:
-        await apply_policy(conn, parse_tenant_text(CORPUS_TENANT), CORPUS_TENANT, system_clock)
+        await apply_policy(conn, parse_tenant_text(CORPUS_TENANT), CORPUS_TENANT, CLOCK)
     contacts = tmp_path / "corpus-contacts.csv"
     contacts.write_text("external_id,phone\n" + "".join(f"K{n:03d},{number}\n" for n, number in enumerate(numbers)))
-    await import_contacts(api.engine, str(contacts), "corpus-cars", workers=0, clock=system_clock)
+    await import_contacts(api.engine, str(contacts), "corpus-cars", workers=0, clock=CLOCK)
 
     for number, (body, _expected) in zip(numbers, CORPUS, strict=True):
         async with api.twilio_post("/webhooks/twilio/corpus-cars/inbound", inbound_sms(ACME_NUMBER, number, body)) as response:
@@ -145,7 +144,7 @@ async def test_every_reply_of_the_corpus_through_the_signed_webhook_then_an_indi
         for n, (body, expected) in enumerate(CORPUS):
             try:
                 await send_individual(api.engine, settings, "corpus-cars", f"K{n:03d}", "sms", "Hi, it's Sam from Corpus Cars.", None,
-                                      clock=system_clock)
+                                      clock=CLOCK)
             except NotSent as exc:
                 assert "do_not_contact" in str(exc), (body, str(exc))
                 refused.append(body)

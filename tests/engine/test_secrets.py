@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from engine.api import build_app
+from engine.clock import system_clock
 from engine.config import Settings
 from metrics import Instruments
 from tests.cli import consentry, ok
@@ -129,7 +130,7 @@ def verify_with(secret: str, token: str):  # noqa: ANN201
 
 async def _serving(settings: Settings, work) -> None:  # noqa: ANN001
     """The real application on a free loopback port for the time of `work(base, session)`."""
-    runner = web.AppRunner(build_app(settings, instruments=Instruments.fresh()))
+    runner = web.AppRunner(build_app(settings, instruments=Instruments.fresh(), clock=system_clock))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

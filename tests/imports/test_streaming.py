@@ -75,6 +75,7 @@ def test_progress_is_reported_per_chunk_up_to_the_whole_file(workspace):
     import asyncio
     import io
 
+    from engine.clock import system_clock
     from engine.db.session import make_engine
     from engine.imports import import_contacts
     from engine.imports.progress import progress_bar
@@ -85,7 +86,8 @@ def test_progress_is_reported_per_chunk_up_to_the_whole_file(workspace):
     async def run():
         engine = make_engine(workspace.url)
         try:
-            return await import_contacts(engine, str(path), "acme", workers=0, on_progress=lambda *p: seen.append(p))
+            return await import_contacts(engine, str(path), "acme", workers=0, on_progress=lambda *p: seen.append(p),
+                                        clock=system_clock)
         finally:
             await engine.dispose()
 

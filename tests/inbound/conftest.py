@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from engine.clock import system_clock
 from engine.config import Settings
 from engine.inbound import InboundServer
 from metrics import Instruments
@@ -23,7 +24,7 @@ class ThreadedListener:
         self.thread.start()
         self.instruments = Instruments.fresh()
         self.server = InboundServer(Settings.from_environ(database_url=database_url), "127.0.0.1", 0,
-                                    instruments=self.instruments)
+                                    instruments=self.instruments, clock=system_clock)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
         self.port = self.server.port
 
