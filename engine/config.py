@@ -44,6 +44,18 @@ class Settings:
     claim_ttl_s: float = 30.0
     # Worker processes that DKIM-sign a campaign's email (engine/send/dkim.py); 0: one per CPU.
     dkim_processes: int = 0
+    # Outbound webhooks (engine/webhooks/, docs/api.md "Webhooks out"): POST attempts per
+    # event before it is marked failed, the first retry delay (doubling, jittered, capped),
+    # one POST's timeout, how long a dispatcher's claim on a message holds (a killed
+    # dispatcher's messages are retried after it), POSTs in flight, and whether `serve`
+    # runs a dispatcher.
+    webhook_attempts: int = 15
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_claim_ttl_s: float = 60.0
+    webhook_concurrency: int = 16
+    webhook_dispatch: bool = True
 
     def unsafe_off_loopback(self, host: str) -> list[str]:
         """The settings that still have their public defaults, when this service can be
@@ -83,6 +95,13 @@ class Settings:
             claim_ttl_s=_number(env, "CONSENTRY_CLAIM_TTL_S", d.claim_ttl_s, float),
             dkim_processes=_number(env, "CONSENTRY_DKIM_PROCESSES", d.dkim_processes or 1, int)
             if env.get("CONSENTRY_DKIM_PROCESSES") else d.dkim_processes,
+            webhook_attempts=_number(env, "CONSENTRY_WEBHOOK_ATTEMPTS", d.webhook_attempts, int),
+            webhook_retry_base_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_BASE_S", d.webhook_retry_base_s, float),
+            webhook_retry_cap_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_CAP_S", d.webhook_retry_cap_s, float),
+            webhook_timeout_s=_number(env, "CONSENTRY_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s, float),
+            webhook_claim_ttl_s=_number(env, "CONSENTRY_WEBHOOK_CLAIM_TTL_S", d.webhook_claim_ttl_s, float),
+            webhook_concurrency=_number(env, "CONSENTRY_WEBHOOK_CONCURRENCY", d.webhook_concurrency, int),
+            webhook_dispatch=env.get("CONSENTRY_WEBHOOK_DISPATCH", "on").lower() not in ("off", "false", "0", "no"),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

@@ -51,6 +51,9 @@ CHANNELS = frozenset({"email", "sms", "voice", "letter", "social"})
 DELIVERY_STATES = frozenset({"sent", "opt_in_request", "failed"})
 ERROR_CLASSES = frozenset({"transient", "permanent"})
 LEDGER_ACTIONS = frozenset({"grant", "revoke", "block", "unblock", "opt_out", "opt_in", "review"})
+# One outbound webhook POST: delivered (2xx), retry (failed, another attempt scheduled),
+# failed (failed, and it was the last attempt).
+WEBHOOK_OUTCOMES = frozenset({"delivered", "retry", "failed"})
 # Open but code-like sets (reason codes, import outcomes): a short identifier or ``other``.
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _TENANT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -120,6 +123,10 @@ class Instruments:
         self.ledger_events = counter(
             "consentry_ledger_events", "Consent ledger events recorded, by action.",
             ("tenant", "action"),
+        )  # fmt: skip
+        self.webhook_attempts = counter(
+            "consentry_webhook_attempts", "Outbound webhook POST attempts, by outcome.",
+            ("tenant", "outcome"),
         )  # fmt: skip
         self.gate_batch_seconds = histogram(
             "consentry_gate_batch_seconds", "Time to gate one batch (pure decision, no IO).",
@@ -202,6 +209,13 @@ class Instruments:
         for action, n in counts.items():
             if n:
                 self.ledger_events.labels(tenant, _closed(action, LEDGER_ACTIONS)).inc(n)
+
+    def record_webhook_attempts(self, tenant: object, counts: Counts) -> None:
+        """Add outbound webhook attempts: ``counts[outcome] = n`` (delivered, retry, failed)."""
+        tenant = self._tenant(tenant)
+        for outcome, n in counts.items():
+            if n:
+                self.webhook_attempts.labels(tenant, _closed(outcome, WEBHOOK_OUTCOMES)).inc(n)
 
     # --- timings ------------------------------------------------------------------------
 
