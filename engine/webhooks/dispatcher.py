@@ -65,8 +65,11 @@ class DispatchOptions:
     poll_s: float = 1.0
 
     def __post_init__(self) -> None:
-        # A batch is POSTed in at most two rounds of `timeout_s`; the claim must outlast
-        # both with a third to spare, or a slow batch would be taken over mid-flight.
+        # A batch (twice the concurrency) is POSTed in at most two rounds of `timeout_s`,
+        # after the batch before it (claimed while that one is POSTed): four rounds. A
+        # message whose claim has less than a third of its ttl left is handed back unsent,
+        # so with less than three timeouts nothing slow would ever be attempted; the
+        # defaults (60 s, 10 s) leave room for all four.
         if self.claim_ttl_s < 3 * self.timeout_s:
             raise ValueError(
                 f"the webhook claim ttl ({self.claim_ttl_s} s) must be at least three times the POST timeout "
@@ -111,11 +114,11 @@ class Dispatcher:
         async with self._session() as session:
             while not stop.is_set():
                 try:
-                    busy = await self.dispatch_batch(session)
+                    made = await self._flow(session, stop)
                 except Exception:  # noqa: BLE001 - a database that is briefly away must not end the loop
                     log.warning("webhook dispatch failed; trying again in %.1f s", self.options.poll_s, exc_info=True)
-                    busy = 0
-                if not busy:
+                    made = 0
+                if not made:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.options.poll_s)
 
@@ -123,11 +126,9 @@ class Dispatcher:
         """Dispatch until nothing is due (for cron and tests); returns the attempts made."""
         made = 0
         async with self._session() as session:
-            while True:
-                n = await self.dispatch_batch(session)
-                if not n:
-                    return made
+            while n := await self._flow(session, None):
                 made += n
+        return made
 
     def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -137,22 +138,52 @@ class Dispatcher:
             headers={"User-Agent": USER_AGENT},
         )
 
-    async def dispatch_batch(self, session: aiohttp.ClientSession) -> int:
-        """Claim one batch of due messages, POST them, record the results; returns how
-        many were claimed."""
-        token = new_token()
-        limit = 2 * self.options.concurrency
+    async def _flow(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> int:
+        """Claim, POST and record batches until a claim finds nothing due (or `stop`);
+        returns the messages claimed. A pipeline: the next batch is claimed, and the last
+        one recorded, while this one is being POSTed, so the database's round trips do
+        not leave the connections idle."""
+        made = 0
+        token, claimed = await self._claim_batch()
+        recording: asyncio.Task[None] | None = None
+        upcoming: asyncio.Task[tuple[int, list[Claimed]]] | None = None
+        try:
+            while claimed:
+                upcoming = asyncio.create_task(self._claim_batch())
+                results = await self._post_all(session, claimed)
+                if recording is not None:
+                    await recording  # one write at a time, in order; its error ends the flow
+                recording = asyncio.create_task(self._record(token, claimed, results))
+                made += len(claimed)
+                token, claimed = await upcoming
+                upcoming = None
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            if upcoming is not None:  # an error above: what it claimed was never POSTed
+                with contextlib.suppress(Exception):
+                    token, claimed = await upcoming
+            if recording is not None:
+                await recording
+            if claimed:
+                await self._record(token, claimed, [None] * len(claimed))
+        return made
 
-        claimed = await self._claim(token, limit)
-        if not claimed:
-            return 0
+    async def _claim_batch(self) -> tuple[int, list[Claimed]]:
+        token = new_token()
+        return token, await self._claim(token, 2 * self.options.concurrency)
+
+    async def _post_all(self, session: aiohttp.ClientSession, claimed: list[Claimed]) -> list[Attempt | None]:
         gate = asyncio.Semaphore(self.options.concurrency)
 
         async def attempt(message: Claimed) -> Attempt | None:
             async with gate:
                 return await self._attempt(session, message)
 
-        results = await asyncio.gather(*(attempt(message) for message in claimed))
+        return list(await asyncio.gather(*(attempt(message) for message in claimed)))
+
+    async def _record(self, token: int, claimed: list[Claimed], results: list[Attempt | None]) -> None:
+        """Write back what was attempted, and hand back (`release`) what was not."""
         attempts = [result for result in results if result is not None]
         unsent = [message.message_id for message, result in zip(claimed, results, strict=True) if result is None]
 
@@ -164,7 +195,6 @@ class Dispatcher:
         tenants = {message.message_id: message.tenant for message in claimed}
         for tenant, counts in _outcomes(attempts, tenants).items():
             self.instruments.record_webhook_attempts(tenant, counts)
-        return len(claimed)
 
     async def _claim(self, token: int, limit: int) -> list[Claimed]:
         now = self.clock()
