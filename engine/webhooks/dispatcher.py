@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.clock import Clock
 from engine.config import Settings
 from engine.db.retry import in_transaction
+from engine.errors import InputError
 from engine.webhooks.claims import (
     Attempt,
     Claimed,
@@ -71,9 +72,9 @@ class DispatchOptions:
         # so with less than three timeouts nothing slow would ever be attempted; the
         # defaults (60 s, 10 s) leave room for all four.
         if self.claim_ttl_s < 3 * self.timeout_s:
-            raise ValueError(
-                f"the webhook claim ttl ({self.claim_ttl_s} s) must be at least three times the POST timeout "
-                f"({self.timeout_s} s)"
+            raise InputError(
+                f"{self.claim_ttl_s:g} s is less than three times the webhook POST timeout "
+                f"(CONSENTRY_WEBHOOK_TIMEOUT_S, {self.timeout_s:g} s)", field="CONSENTRY_WEBHOOK_CLAIM_TTL_S",
             )
 
     @classmethod
