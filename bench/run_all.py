@@ -24,6 +24,7 @@ FULL = [
     ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "postgres"],
     ["bench.bench_transport"],
     ["bench.bench_send", "--sizes", "10000", "100000", "--latency-size", "10000"],
+    ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -31,6 +32,7 @@ QUICK = [
     ["bench.bench_import", "--rows", "20000", "--db", "sqlite"],
     ["bench.bench_check", "--contacts", "10000", "50000", "--db", "sqlite"],
     ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
+    ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
 ]
 
 
