@@ -23,21 +23,25 @@ FULL = [
     ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "sqlite"],
     ["bench.bench_check", "--contacts", "100000", "1000000", "--db", "postgres"],
     ["bench.bench_transport"],
+    ["bench.bench_dkim", "--count", "600"],
     ["bench.bench_send", "--sizes", "10000", "100000", "--latency-size", "10000"],
     ["bench.bench_relay", "--recipients", "500", "--repeat", "3"],
     ["bench.bench_relay", "--recipients", "2000", "--repeat", "2"],
     ["bench.bench_inbound"],
     ["bench.bench_sms_webhooks", "--db", "sqlite"],
     ["bench.bench_sms_webhooks", "--db", "postgres", "--skip-classify"],
+    ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
     ["bench.bench_render", "--count", "10000", "--sms-count", "10000", "--dkim-count", "20"],
     ["bench.bench_import", "--rows", "20000", "--db", "sqlite"],
     ["bench.bench_check", "--contacts", "10000", "50000", "--db", "sqlite"],
+    ["bench.bench_dkim", "--count", "100"],
     ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
     ["bench.bench_inbound", "--count", "500", "--connections", "4"],
     ["bench.bench_sms_webhooks", "--contacts", "2000", "--requests", "500", "--rounds", "1", "--repeat", "20"],
+    ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
 ]
 
 

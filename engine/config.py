@@ -65,6 +65,18 @@ class Settings:
     smtp_policy_stop_after: int = 5
     # Parsed from the fields above when the settings are made, so a bad value fails at once.
     relay: RelaySettings = field(init=False, repr=False, compare=False)
+    # Outbound webhooks (engine/webhooks/, docs/api.md "Webhooks out"): POST attempts per
+    # event before it is marked failed, the first retry delay (doubling, jittered, capped),
+    # one POST's timeout, how long a dispatcher's claim on a message holds (a killed
+    # dispatcher's messages are retried after it), POSTs in flight, and whether `serve`
+    # runs a dispatcher.
+    webhook_attempts: int = 15
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_claim_ttl_s: float = 60.0
+    webhook_concurrency: int = 16
+    webhook_dispatch: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "relay", RelaySettings.parse(
@@ -143,6 +155,13 @@ class Settings:
             http_max_connections=_number(env, "CONSENTRY_HTTP_MAX_CONNECTIONS", d.http_max_connections, int),
             http_header_timeout_s=_number(env, "CONSENTRY_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s, float),
             http_body_timeout_s=_number(env, "CONSENTRY_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s, float),
+            webhook_attempts=_number(env, "CONSENTRY_WEBHOOK_ATTEMPTS", d.webhook_attempts, int),
+            webhook_retry_base_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_BASE_S", d.webhook_retry_base_s, float),
+            webhook_retry_cap_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_CAP_S", d.webhook_retry_cap_s, float),
+            webhook_timeout_s=_number(env, "CONSENTRY_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s, float),
+            webhook_claim_ttl_s=_number(env, "CONSENTRY_WEBHOOK_CLAIM_TTL_S", d.webhook_claim_ttl_s, float),
+            webhook_concurrency=_number(env, "CONSENTRY_WEBHOOK_CONCURRENCY", d.webhook_concurrency, int),
+            webhook_dispatch=env.get("CONSENTRY_WEBHOOK_DISPATCH", "on").lower() not in ("off", "false", "0", "no"),
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings

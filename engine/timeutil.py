@@ -32,6 +32,14 @@ def iso_z(value: int | None) -> str:
     return from_us(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_micro_z(value: int | None) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` (webhook bodies), None for None. isoformat is C code:
+    an import writes a webhook body per ledger row, three instants each."""
+    if value is None:
+        return None
+    return (_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 def parse_instant(text: str, *, require_offset: bool = True) -> int:
     """ISO 8601 date-time with an offset (or `Z`) → microseconds."""
     text = text.strip()

@@ -55,6 +55,9 @@ LEDGER_ACTIONS = frozenset({"grant", "revoke", "block", "unblock", "opt_out", "o
 # accepted and recorded nothing (no valid token, no known sender, not a report), `duplicate`
 # repeated a report already recorded, `refused` was an unknown recipient (550).
 INBOUND_KINDS = frozenset({"unsubscribe", "hard_bounce", "soft_bounce", "complaint", "unmatched", "duplicate", "refused"})
+# One outbound webhook POST: delivered (2xx), retry (failed, another attempt scheduled),
+# failed (failed, and it was the last attempt).
+WEBHOOK_OUTCOMES = frozenset({"delivered", "retry", "failed"})
 # Open but code-like sets (reason codes, import outcomes): a short identifier or ``other``.
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _TENANT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -128,6 +131,10 @@ class Instruments:
         self.inbound_mail = counter(
             "consentry_inbound_mail", "Mail received by the inbound listener, by what it was.",
             ("tenant", "kind"),
+        )  # fmt: skip
+        self.webhook_attempts = counter(
+            "consentry_webhook_attempts", "Outbound webhook POST attempts, by outcome.",
+            ("tenant", "outcome"),
         )  # fmt: skip
         self.gate_batch_seconds = histogram(
             "consentry_gate_batch_seconds", "Time to gate one batch (pure decision, no IO).",
@@ -216,6 +223,13 @@ class Instruments:
         INBOUND_KINDS. ``tenant`` None: no tenant could be told (recorded as ``other``)."""
         label = self._tenant(tenant) if tenant is not None else (ALL_TENANTS if not self.per_tenant else OTHER)
         self.inbound_mail.labels(label, _closed(kind, INBOUND_KINDS)).inc(n)
+
+    def record_webhook_attempts(self, tenant: object, counts: Counts) -> None:
+        """Add outbound webhook attempts: ``counts[outcome] = n`` (delivered, retry, failed)."""
+        tenant = self._tenant(tenant)
+        for outcome, n in counts.items():
+            if n:
+                self.webhook_attempts.labels(tenant, _closed(outcome, WEBHOOK_OUTCOMES)).inc(n)
 
     # --- timings ------------------------------------------------------------------------
 

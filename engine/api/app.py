@@ -10,17 +10,25 @@ Routes (docs/api.md):
     POST      /api/v1/campaigns/check           (API key) dry run of a definition
     GET       /api/v1/campaigns/{code}/status   (API key)
     GET  PUT  /api/v1/tenant/policy             (API key; PUT admin/manager)
+    GET  POST /api/v1/webhooks                  (admin key) outbound webhook endpoints
+    GET  DELETE /api/v1/webhooks/{id}           (admin key)
+    GET       /api/v1/webhooks/{id}/deliveries  (admin key) each event's delivery state
     GET       /healthz
 
 /metrics is not among them: it names every tenant, so `consentry serve` exports it on a
 listener of its own (`--metrics-host/--metrics-port`, loopback by default), never on this
 public one.
 
+With `settings.webhook_dispatch` (the default) the application also runs a webhook
+dispatcher in the background (engine/webhooks/dispatcher.py).
+
 The application owns its database engine when it made one (disposed on shutdown); an
 engine passed in belongs to the caller.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +42,7 @@ from engine.api import (
     preferences,
     unsubscribe,
     webhooks,
+    webhooks_out,
 )
 from engine.api.connections import ConnectionGuard
 from engine.api.problems import api_errors
@@ -66,9 +75,11 @@ def build_app(
     middlewares = [api_errors] if guard is None else [api_errors, guard.middleware]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
-    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, health):
+    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, webhooks_out, health):
         app.router.add_routes(module.routes)
     active_campaigns.install(app, database, instruments)
+    if settings.webhook_dispatch:
+        _run_dispatcher(app, database, settings, instruments, clock)
 
     if owns_engine:
 
@@ -77,3 +88,22 @@ def build_app(
 
         app.on_cleanup.append(dispose)
     return app
+
+
+def _run_dispatcher(
+    app: web.Application, database: AsyncEngine, settings: Settings, instruments: Instruments, clock: Clock
+) -> None:
+    """The webhook dispatcher as a background task of the application: started with it,
+    stopped (its batch in flight finished and recorded) before the engine is disposed."""
+    from engine.webhooks.dispatcher import Dispatcher, DispatchOptions
+
+    dispatcher = Dispatcher(database, clock, DispatchOptions.from_settings(settings), instruments)
+
+    async def running(_app: web.Application):  # noqa: ANN202
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        yield
+        stop.set()
+        await task
+
+    app.cleanup_ctx.append(running)

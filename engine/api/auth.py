@@ -14,6 +14,10 @@ Roles (what the seeded policy says about who may change what):
 | `marketer` | yes     | yes           | read          |
 | `sales`    | yes     | no            | read          |
 
+Webhook endpoints (`/api/v1/webhooks`) are for `admin` only: an endpoint receives every
+consent change of the tenant, with contact addresses, so registering one is handing the
+ledger to a third party.
+
 No key → 401; a key whose role may not → 403; a revoked key is no key.
 """
 
@@ -48,6 +52,7 @@ class Permission(StrEnum):
     READ_CAMPAIGNS = "read_campaigns"
     READ_POLICY = "read_policy"
     WRITE_POLICY = "write_policy"
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _ROLE_NAMES = frozenset(role.value for role in Role)
@@ -62,6 +67,7 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.READ_CAMPAIGNS: _CAMPAIGN_ROLES,
     Permission.READ_POLICY: _EVERYONE,
     Permission.WRITE_POLICY: _POLICY_ROLES,
+    Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
 }
 
 

@@ -48,6 +48,7 @@ from engine.db.states import DeliveryState
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import NotFoundError
 from engine.imports import AddressError, contact_ids_for_address, normalize_phone
+from engine.webhooks.outbox import enqueue_delivery_failed
 
 try:  # twilio >= 9.x names the signing algorithm of SharedKey webhooks in a header.
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
@@ -221,6 +222,7 @@ async def status_callback(request: web.Request) -> web.Response:
                 .where(_deliveries.c.id.in_([row.id for row in failing]))
                 .values(state=DeliveryState.FAILED, error=error, updated_at_us=now)
             )
+            await enqueue_delivery_failed(conn, tenant.id, [row.id for row in failing], now)
         if cause is not None:
             events = [
                 {

@@ -25,6 +25,7 @@ class LazyGroup(click.Group):
         "serve": "engine.cli.serve:serve",
         "keys": "engine.cli.serve:keys",
         "worker": "engine.cli.worker:worker",
+        "webhooks": "engine.cli.webhooks:webhooks",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

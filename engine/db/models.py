@@ -274,3 +274,65 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at_us: Mapped[int] = mapped_column(BigInteger)
     revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookEndpoint(Base):
+    """A URL a tenant wants consent and campaign events POSTed to (engine/webhooks/).
+
+    The signing secret is kept as given (`whsec_...`): the dispatcher needs it to sign, so
+    unlike an API key it cannot be stored as a digest. Deleting an endpoint stamps
+    `deleted_at_us` (its delivery history stays readable) and cancels what it had pending.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index(None, "tenant_id", "deleted_at_us"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    # The event types it receives, space-separated, sorted (engine.webhooks.events.EventType).
+    event_types: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    deleted_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookMessage(Base):
+    """The outbox: one row per (endpoint, event), written in the transaction that records
+    the event, so an event is never lost with the process that recorded it.
+
+    The body is stored as sent, byte for byte, so every retry carries the same payload.
+    A row is POSTed only by the dispatcher whose claim token it carries, until
+    `claim_until_us` (engine/webhooks/outbox.py).
+    """
+
+    __tablename__ = "webhook_messages"
+    __table_args__ = (
+        # An event reaches an endpoint through one row, whoever enqueues it (two runners
+        # settling one campaign, a concurrent writer's events seen by ours).
+        UniqueConstraint("tenant_id", "endpoint_id", "event_id"),
+        # The dispatcher's scan: due pending rows, oldest due first.
+        Index(None, "state", "next_attempt_at_us"),
+        # An endpoint's deliveries, newest first (GET /api/v1/webhooks/{id}/deliveries).
+        Index(None, "tenant_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    # pending | delivered | failed (gave up) | cancelled (endpoint deleted)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at_us: Mapped[int] = mapped_column(BigInteger)
+    claim_token: Mapped[int | None] = mapped_column(BigInteger)
+    claim_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_attempt_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    # The receiver's HTTP status of the last attempt; NULL when it never answered.
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at_us: Mapped[int | None] = mapped_column(BigInteger)

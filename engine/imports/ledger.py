@@ -13,6 +13,10 @@ imported fact, and gating reads review events from the ledger as of `--at`, so a
 an earlier instant never sees a later review.
 
 Events are only ever inserted: nothing here updates or deletes a ledger row.
+
+Consent changes that a tenant's webhook endpoints subscribe to are written to the webhook
+outbox in the same transaction (engine/webhooks/outbox.py): one query per batch when no
+endpoint wants them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.db.models import Contact, ContactPoint
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
 from engine.imports.vocabulary import ACTIONS
+from engine.webhooks.outbox import ledger_outbox
 
 __all__ = [
     "contact_ids_for_address",
@@ -94,8 +99,11 @@ async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> Non
     """
     if not rows:
         return
+    outbox = await ledger_outbox(conn, rows)
     await executemany(conn, prepared(conn, "insert_events"), rows)
     await _project(conn, rows)
+    if outbox is not None:
+        await outbox.enqueue(conn)
 
 
 async def _project(conn: AsyncConnection, rows: Sequence[tuple]) -> None:

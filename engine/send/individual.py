@@ -26,6 +26,7 @@ from engine.send.campaign_inputs import reason_code
 from engine.send.dkim import key_for, load_signer
 from engine.send.identities import envelope_sender, individual_identity
 from engine.transports.errors import PermanentError, TransientError
+from engine.webhooks.outbox import enqueue_delivery_failed
 from gating import BatchEvaluator, ClassMode, Message, TenantPolicy, compile_policy
 
 _BODY_VARIABLES = STANDARD_VARIABLES | {"body", "subject"}
@@ -154,6 +155,8 @@ async def send_individual(
             if cause:
                 await record_events(conn, tenant.id, [ledger.block_event(row[0], channel, address, cause, error or "", stamp)],
                                     recorded_at_us=stamp)
+            if state == DeliveryState.FAILED:
+                await enqueue_delivery_failed(conn, tenant.id, [delivery_id], stamp)
         if error is not None:
             raise ConsentryError(f"not sent to {external_id} on {channel}: {error}")
     finally:

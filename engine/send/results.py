@@ -24,6 +24,7 @@ from engine.db.states import DeliveryState, outcome_of
 from engine.imports.ledger import record_events
 from engine.send.claims import Claimant
 from engine.send.content import Job
+from engine.webhooks.outbox import enqueue_delivery_failed
 from metrics import Instruments
 
 if TYPE_CHECKING:
@@ -146,12 +147,16 @@ class ResultWriter:
             if result.block_cause
         ]
 
+        failed = [job.delivery_id for job, result in results if result.state == DeliveryState.FAILED]
+
         async def write(conn: AsyncConnection) -> None:
             await self.claims.record(conn, changes)
             if blocks:
                 await record_events(conn, self.tenant_id, blocks, recorded_at_us=stamp)
+            if failed:  # `delivery.failed` webhooks, committed with the result
+                await enqueue_delivery_failed(conn, self.tenant_id, failed, stamp)
 
-        if not blocks and self._sqlite_driver is not None:
+        if not blocks and not failed and self._sqlite_driver is not None:
             async with self.write_lock:
                 await self.claims.record_on_sqlite(self._sqlite_driver, changes)
         else:

@@ -28,6 +28,7 @@ from engine.send.dkim import key_for, load_signer
 from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
+from engine.webhooks.outbox import enqueue_campaign_finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,13 @@ async def settle(
             status = CampaignStatus.WAITING
         else:
             status = CampaignStatus.FINISHED
-        await ledger.set_campaign_status(conn, record.id, status, clock(), finished=status == CampaignStatus.FINISHED)
+        stamp = clock()
+        await ledger.set_campaign_status(conn, record.id, status, stamp, finished=status == CampaignStatus.FINISHED)
+        if status == CampaignStatus.FINISHED:
+            # In the same transaction as the status: the event exists iff the campaign
+            # finished (settling it again enqueues nothing new: same event id).
+            outcomes = [(str(outcome), n) for outcome, n in result.outcomes.items()]
+            await enqueue_campaign_finished(conn, tenant.id, record.id, outcomes, stamp)
     return SendResult(record, summary, status, counts, held)
 
 

@@ -1,0 +1,146 @@
+"""The webhook endpoints API: /api/v1/webhooks (admin keys only; docs/api.md "Webhooks out").
+
+    POST   /api/v1/webhooks                   register {url, event_types, description?};
+                                              201 with the signing secret, shown this once
+    GET    /api/v1/webhooks                   the tenant's endpoints (never their secrets)
+    GET    /api/v1/webhooks/{id}              one endpoint
+    DELETE /api/v1/webhooks/{id}              204; what it had pending is cancelled
+    GET    /api/v1/webhooks/{id}/deliveries   newest first: state, attempts, last attempt,
+                                              next retry; ?state=pending|delivered|failed|cancelled,
+                                              ?limit= (1-500, default 50), ?before= (cursor)
+
+The tenant is the key's: an endpoint of another tenant is 404, like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.api.auth import Caller, Permission, requires
+from engine.api.requests import json_object
+from engine.api.services import services
+from engine.errors import InputError, NotFoundError
+from engine.webhooks import (
+    DeliveryRecord,
+    EndpointRecord,
+    MessageState,
+    create_endpoint,
+    delete_endpoint,
+    endpoint_deliveries,
+    get_endpoint,
+    list_endpoints,
+)
+from engine.webhooks.events import instant
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+MAX_PAGE = 500
+
+
+def endpoint_json(record: EndpointRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "url": record.url,
+        "event_types": list(record.event_types),
+        "description": record.description,
+        "created_at": instant(record.created_at_us),
+    }
+
+
+def delivery_json(record: DeliveryRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "event_id": record.event_id,
+        "event_type": record.event_type,
+        "state": record.state,
+        "attempts": record.attempts,
+        "created_at": instant(record.created_at_us),
+        "last_attempt_at": instant(record.last_attempt_at_us),
+        "last_status": record.last_status,
+        "last_error": record.last_error,
+        # A new event is due at once: no retry time to show until an attempt failed.
+        "next_attempt_at": instant(record.next_attempt_at_us) if record.next_attempt_at_us else None,
+        "delivered_at": instant(record.delivered_at_us),
+    }
+
+
+def _endpoint_id(request: web.Request) -> int:
+    text = request.match_info["endpoint_id"]
+    if not text.isdigit() or len(text) > 18:
+        raise NotFoundError(f"no webhook endpoint {text}")
+    return int(text)
+
+
+@routes.post("/api/v1/webhooks")
+@requires(Permission.MANAGE_WEBHOOKS)
+async def create(request: web.Request, caller: Caller) -> web.Response:
+    shared = services(request)
+    body = await json_object(request)
+    unknown = sorted(set(body) - {"url", "event_types", "description"})
+    if unknown:
+        raise InputError("unknown field (expected url, event_types, description)", field=unknown[0])
+    async with shared.engine.begin() as conn:
+        record, secret = await create_endpoint(
+            conn, caller.tenant_id, body.get("url"), body.get("event_types"), body.get("description"), shared.clock()
+        )
+    location = f"/api/v1/webhooks/{record.id}"
+    return web.json_response({**endpoint_json(record), "secret": secret}, status=201, headers={"Location": location})
+
+
+@routes.get("/api/v1/webhooks")
+@requires(Permission.MANAGE_WEBHOOKS)
+async def index(request: web.Request, caller: Caller) -> web.Response:
+    async with services(request).engine.connect() as conn:
+        records = await list_endpoints(conn, caller.tenant_id)
+    return web.json_response({"webhooks": [endpoint_json(record) for record in records]})
+
+
+@routes.get("/api/v1/webhooks/{endpoint_id}")
+@requires(Permission.MANAGE_WEBHOOKS)
+async def show(request: web.Request, caller: Caller) -> web.Response:
+    async with services(request).engine.connect() as conn:
+        record = await get_endpoint(conn, caller.tenant_id, _endpoint_id(request))
+    return web.json_response(endpoint_json(record))
+
+
+@routes.delete("/api/v1/webhooks/{endpoint_id}")
+@requires(Permission.MANAGE_WEBHOOKS)
+async def remove(request: web.Request, caller: Caller) -> web.Response:
+    shared = services(request)
+    async with shared.engine.begin() as conn:
+        await delete_endpoint(conn, caller.tenant_id, _endpoint_id(request), shared.clock())
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/webhooks/{endpoint_id}/deliveries")
+@requires(Permission.MANAGE_WEBHOOKS)
+async def deliveries(request: web.Request, caller: Caller) -> web.Response:
+    endpoint_id = _endpoint_id(request)
+    limit = _int_param(request, "limit", 50, 1, MAX_PAGE) or 50
+    before = _int_param(request, "before", None, 1, None)
+    states = request.query.getall("state", [])
+    allowed = [state.value for state in MessageState]
+    for state in states:
+        if state not in allowed:
+            raise InputError(f"{state!r} is not one of {', '.join(allowed)}", field="state")
+    async with services(request).engine.connect() as conn:
+        records, counts = await endpoint_deliveries(
+            conn, caller.tenant_id, endpoint_id, limit=limit, before=before, states=states
+        )
+    next_cursor = records[-1].id if len(records) == limit else None
+    return web.json_response({
+        "deliveries": [delivery_json(record) for record in records],
+        "counts": counts,
+        "next_before": next_cursor,
+    })
+
+
+def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 18 or int(text) < low or (high is not None and int(text) > high):
+        bound = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{text!r} is not a whole number {bound}", field=name)
+    return int(text)
