@@ -26,6 +26,10 @@ N = TypeVar("N", int, float)
 class Settings:
     database_url: str = DEFAULT_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where `POST /api/v1/campaigns/{code}/launch` runs a campaign: "arq" (batches enqueued
+    # for `consentry worker`s) when CONSENTRY_REDIS_URL is set, else "inline" (a background
+    # task of the serving process). CONSENTRY_LAUNCH_BACKEND overrides (docs/api.md).
+    launch_backend: str = "inline"
     smtp_url: str = "smtp://127.0.0.1:1025"
     twilio_url: str = "http://127.0.0.1:8025"
     twilio_account_sid: str = "ACconsentrylocal00000000000000000"
@@ -128,6 +132,7 @@ class Settings:
         settings = cls(
             database_url=env.get("CONSENTRY_DATABASE_URL", DEFAULT_URL),
             redis_url=env.get("CONSENTRY_REDIS_URL", d.redis_url),
+            launch_backend=_launch_backend(env),
             smtp_url=env.get("CONSENTRY_SMTP_URL", d.smtp_url),
             twilio_url=env.get("CONSENTRY_TWILIO_URL", d.twilio_url),
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", d.twilio_account_sid),
@@ -165,6 +170,18 @@ class Settings:
         )
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(settings, **given) if given else settings
+
+
+LAUNCH_BACKENDS = ("inline", "arq")
+
+
+def _launch_backend(env: Mapping[str, str]) -> str:
+    value = env.get("CONSENTRY_LAUNCH_BACKEND") or ("arq" if env.get("CONSENTRY_REDIS_URL") else "inline")
+    if value not in LAUNCH_BACKENDS:
+        from engine.errors import InputError
+
+        raise InputError(f"{value!r} is not one of {', '.join(LAUNCH_BACKENDS)}", field="CONSENTRY_LAUNCH_BACKEND")
+    return value
 
 
 class TlsMode(StrEnum):

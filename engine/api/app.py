@@ -9,6 +9,9 @@ Routes (docs/api.md):
     GET       /api/v1/contacts/{id}/explain     (API key) every rule's verdict
     POST      /api/v1/campaigns/check           (API key) dry run of a definition
     GET       /api/v1/campaigns/{code}/status   (API key)
+    POST      /api/v1/campaigns                 (API key) create a draft
+    POST      /api/v1/campaigns/{code}/check|launch|pause|resume|cancel  (API key)
+    GET       /api/v1/campaigns/{code}/deliveries  (API key) streamed CSV / NDJSON
     GET  PUT  /api/v1/tenant/policy             (API key; PUT admin/manager)
     GET  POST /api/v1/webhooks                  (admin key) outbound webhook endpoints
     GET  DELETE /api/v1/webhooks/{id}           (admin key)
@@ -35,8 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.api import (
     active_campaigns,
+    campaign_lifecycle,
+    campaign_runs,
     campaigns_api,
     contacts_api,
+    deliveries_api,
     health,
     policy_api,
     preferences,
@@ -75,9 +81,11 @@ def build_app(
     middlewares = [api_errors] if guard is None else [api_errors, guard.middleware]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
-    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, policy_api, webhooks_out, health):
+    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, campaign_lifecycle, deliveries_api,
+                   policy_api, webhooks_out, health):
         app.router.add_routes(module.routes)
     active_campaigns.install(app, database, instruments)
+    campaign_runs.install(app, settings, clock)
     if settings.webhook_dispatch:
         _run_dispatcher(app, database, settings, instruments, clock)
 

@@ -7,12 +7,12 @@ handler takes the tenant from the key, never from the URL or the body.
 
 Roles (what the seeded policy says about who may change what):
 
-| role       | explain | check, status | tenant policy |
-|------------|---------|---------------|---------------|
-| `admin`    | yes     | yes           | read, write   |
-| `manager`  | yes     | yes           | read, write   |
-| `marketer` | yes     | yes           | read          |
-| `sales`    | yes     | no            | read          |
+| role       | explain | check, status, deliveries | create, launch, pause, resume, cancel | tenant policy |
+|------------|---------|---------------------------|---------------------------------------|---------------|
+| `admin`    | yes     | yes                       | yes                                   | read, write   |
+| `manager`  | yes     | yes                       | yes                                   | read, write   |
+| `marketer` | yes     | yes                       | yes                                   | read          |
+| `sales`    | yes     | no                        | no                                    | read          |
 
 Webhook endpoints (`/api/v1/webhooks`) are for `admin` only: an endpoint receives every
 consent change of the tenant, with contact addresses, so registering one is handing the
@@ -53,6 +53,8 @@ class Permission(StrEnum):
     READ_POLICY = "read_policy"
     WRITE_POLICY = "write_policy"
     MANAGE_WEBHOOKS = "manage_webhooks"
+    # Create, launch, pause, resume, cancel a campaign (engine/api/campaign_lifecycle.py).
+    RUN_CAMPAIGNS = "run_campaigns"
 
 
 _ROLE_NAMES = frozenset(role.value for role in Role)
@@ -68,6 +70,7 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.READ_POLICY: _EVERYONE,
     Permission.WRITE_POLICY: _POLICY_ROLES,
     Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
+    Permission.RUN_CAMPAIGNS: _CAMPAIGN_ROLES,
 }
 
 

@@ -291,7 +291,8 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
         engine = sending_engine(settings.database_url, settings.claim_ttl_s)
         try:
             record, tenant_record = await resume_target(engine, tenant, code)
-            return await run_campaign(engine, record, tenant_record, settings, options, clock=ctx.clock)
+            # An operator resuming lifts a pause (not a cancel: that is final).
+            return await run_campaign(engine, record, tenant_record, settings, options, clock=ctx.clock, lift_pause=True)
         finally:
             await engine.dispose()
 
@@ -317,6 +318,11 @@ def _finish(result) -> None:  # noqa: ANN001
         click.echo(f"  {state:<10} {reason or '-':<22} {n:>9,}")
     if result.held_elsewhere:
         click.echo(f"  {result.held_elsewhere:,} recipients are being sent right now by another runner of this campaign")
+    if str(result.status) in ("paused", "cancelled"):
+        # Exit 3, not 1: a cron job re-running `resume` on exit 1 would lift the pause.
+        tail = (f"; `consentry campaign resume {result.record.code} --tenant {result.record.definition.tenant}` "
+                "(or POST .../resume) continues it" if str(result.status) == "paused" else "; nothing more is sent")
+        raise CampaignStopped(f"campaign {result.status} by an operator: this runner sent nothing more{tail}")
     if summary.lost_claims:
         raise ConsentryError(
             "this runner stopped: its claims lapsed (the process was paused, or the database was unreachable, "

@@ -14,7 +14,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Campaign, Delivery
-from engine.db.states import OPEN_STATES, CampaignStatus, DeliveryState, Purpose
+from engine.db.states import (
+    HALTED_STATUSES,
+    OPEN_STATES,
+    CampaignStatus,
+    DeliveryState,
+    Purpose,
+    SendReason,
+)
+from gating import DecisionKind
 
 _d = Delivery.__table__
 
@@ -187,8 +195,43 @@ async def counts_by_feedback(conn: AsyncConnection, tenant_id: int, campaign_id:
     return {str(feedback): int(n) for feedback, n in rows}
 
 
-async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: CampaignStatus, stamp: int, finished: bool = False) -> None:
+async def set_campaign_status(conn: AsyncConnection, campaign_id: int, status: CampaignStatus, stamp: int, finished: bool = False) -> bool:
+    """A runner's verdict on its campaign; never over an operator's pause or cancel (one
+    committed between our read and this write included). True when written."""
     values = {"status": status, "updated_at_us": stamp}
     if finished:
         values["finished_at_us"] = stamp
-    await conn.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))
+    table = Campaign.__table__
+    result = await conn.execute(
+        update(table).where(table.c.id == campaign_id, table.c.status.not_in(list(HALTED_STATUSES))).values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def campaign_status(conn: AsyncConnection, campaign_id: int) -> CampaignStatus:
+    table = Campaign.__table__
+    return CampaignStatus((await conn.execute(select(table.c.status).where(table.c.id == campaign_id))).scalar_one())
+
+
+async def start_running(conn: AsyncConnection, campaign_id: int, stamp: int, lift_pause: bool = False) -> None:
+    """Mark a campaign running as a runner starts, unless an operator halted it: a pause is
+    lifted only when asked (`resume`), a cancel never."""
+    table = Campaign.__table__
+    kept = [CampaignStatus.CANCELLED] if lift_pause else list(HALTED_STATUSES)
+    await conn.execute(
+        update(table).where(table.c.id == campaign_id, table.c.status.not_in(kept))
+        .values(status=CampaignStatus.RUNNING, updated_at_us=stamp)
+    )
+
+
+async def cancel_open(conn: AsyncConnection, tenant_id: int, campaign_id: int, stamp: int) -> int:
+    """A cancelled campaign's rows that nobody holds and that have no outcome yet (pending,
+    deferred) become final: suppressed, reason `campaign_cancelled`. Rows a live runner
+    holds are released by it within one renewal and swept by its settle."""
+    result = await conn.execute(
+        update(_d)
+        .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.state.in_(OPEN_STATES))
+        .values(state=DeliveryState.SUPPRESSED, decision=DecisionKind.SUPPRESS, reason=SendReason.CAMPAIGN_CANCELLED,
+                updated_at_us=stamp)
+    )
+    return result.rowcount or 0

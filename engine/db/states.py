@@ -42,10 +42,25 @@ class Kind(StrEnum):
 
 
 class CampaignStatus(StrEnum):
+    DRAFT = "draft"  # created over the API, not launched yet: nothing is gated or sent
     RUNNING = "running"
     INCOMPLETE = "incomplete"  # some recipients are still pending (transport errors, a stop)
     WAITING = "waiting"  # only deferred recipients are left (quiet hours)
     FINISHED = "finished"
+    # Set by an operator (API pause / cancel), never by a runner: every runner stops
+    # dispatching within one claim renewal (engine/send/claims.py) and claims nothing more.
+    PAUSED = "paused"
+    CANCELLED = "cancelled"  # final: the rows left open are suppressed `campaign_cancelled`
+
+
+# Statuses under which no runner claims or dispatches anything.
+HALTED_STATUSES = (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
+
+
+class SendReason(StrEnum):
+    """Reasons a row is suppressed that are the sender's, not gating's (gating.Reason)."""
+
+    CAMPAIGN_CANCELLED = "campaign_cancelled"
 
 
 class Outcome(StrEnum):

@@ -16,7 +16,11 @@ container pause, a starved host) wakes up believing what it believed before. So:
   transport checks again after RCPT, just before DATA, so a pause in the middle of a mail
   transaction aborts it instead of completing it;
 - results are written back only where the row still carries our token, so a late writer
-  never overwrites the runner that took over.
+  never overwrites the runner that took over;
+- a paused or cancelled campaign (`campaigns.status`, set over the API) is seen by every
+  runner: a claim reads the status first and takes nothing, and each renewal reads it in
+  its transaction, so `may_dispatch` turns False within one renewal (`ttl / 6`) for every
+  runner, inline or arq, and the rows it holds go back to `pending` (withdrawn, released).
 
 The frequency cap is taken in the same statement as the claim (`_under_cap`): the count of
 the contact's bulk deliveries on the channel that are `sending`, or `sent` inside the
@@ -43,7 +47,7 @@ from engine.clock import Clock
 from engine.db.batches import Cap
 from engine.db.models import Campaign, Contact, Delivery
 from engine.db.retry import ATTEMPTS, SQLITE_BUSY, database_unreachable
-from engine.db.states import DeliveryState, Kind, Purpose
+from engine.db.states import HALTED_STATUSES, CampaignStatus, DeliveryState, Kind, Purpose
 from gating import DecisionKind, Reason
 
 log = logging.getLogger(__name__)
@@ -128,6 +132,9 @@ class Claimant:
         self.token = 0
         self.valid_until_us = 0
         self.lost = False
+        # The campaign's status when a claim or renewal found it paused or cancelled: this
+        # runner dispatches nothing more (not "lost": its claims are still good).
+        self.halted: CampaignStatus | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._record_statements: dict[tuple[str, ...], Any] = {}
 
@@ -149,7 +156,7 @@ class Claimant:
 
     def may_dispatch(self) -> bool:
         """May a transport be called for a row we hold? False for good once we lost them."""
-        if self.lost:
+        if self.lost or self.halted is not None:
             return False
         if self.clock() >= self.valid_until_us - self.margin_us:
             self.lost = True
@@ -164,7 +171,9 @@ class Claimant:
         Capped rows that are still pending are suppressed `frequency_capped` in the same
         transaction, so nothing is left hanging. Runs in the caller's transaction.
         """
-        if not rows or self.lost:
+        if not rows or self.lost or self.halted is not None:
+            return []
+        if await self._read_halt(conn):
             return []
         now = self.clock()
         stamp = self.gating_clock()
@@ -265,6 +274,15 @@ class Claimant:
                         self.campaign_id, len(ids), _first_line(exc), self.ttl_us / US,
                         exc_info=not database_unreachable(exc))
 
+    async def _read_halt(self, conn: AsyncConnection) -> bool:
+        """Read the campaign's status; True (and `halted` set) when it is paused or cancelled."""
+        status = (await conn.execute(select(_campaigns.c.status).where(_campaigns.c.id == self.campaign_id))).scalar_one()
+        if status in HALTED_STATUSES:
+            if self.halted is None:
+                log.info("campaign %s is %s: runner %s stops dispatching", self.campaign_id, status, self.token)
+            self.halted = CampaignStatus(status)
+        return self.halted is not None
+
     async def _renew_forever(self) -> None:
         while not self.lost:
             await asyncio.sleep(self.renew_every_s)
@@ -281,6 +299,8 @@ class Claimant:
                                _d.c.claim_token == self.token)
                         .values(claim_until_us=started + self.ttl_us)
                     )
+                    # The one extra query a pause costs: every runner sees it within ttl / 6.
+                    await self._read_halt(conn)
             except Exception as exc:  # noqa: BLE001 - a failed renewal shortens our view; may_dispatch decides
                 log.warning("campaign %s: claim renewal failed (%s)", self.campaign_id, _first_line(exc),
                             exc_info=not database_unreachable(exc))

@@ -36,8 +36,11 @@ class CampaignRecord:
 
 
 async def launch(
-    conn: AsyncConnection, definition: CampaignDefinition, tenant: TenantRecord, templates: dict[str, Any], stamp: int
+    conn: AsyncConnection, definition: CampaignDefinition, tenant: TenantRecord, templates: dict[str, Any], stamp: int,
+    status: CampaignStatus = CampaignStatus.RUNNING,
 ) -> CampaignRecord:
+    """Record the campaign (`status` RUNNING for a send, DRAFT for an API create), or
+    return the one already recorded under its code."""
     existing = await find_campaign(conn, tenant.id, definition.code)
     if existing is not None:
         return existing
@@ -50,7 +53,7 @@ async def launch(
                 class_code=definition.class_code, party=definition.model.party,
                 definition_json=json.dumps(definition.as_dict(), sort_keys=True),
                 templates_json=json.dumps(templates, sort_keys=True), policy_version=tenant.policy_version,
-                status=CampaignStatus.RUNNING, created_at_us=stamp, updated_at_us=stamp,
+                status=status, created_at_us=stamp, updated_at_us=stamp,
             )
             # Two runners launching one new campaign at once: the second continues the first's.
             .on_conflict_do_nothing(index_elements=["tenant_id", "code"])
@@ -61,7 +64,7 @@ async def launch(
         raced = await find_campaign(conn, tenant.id, definition.code)
         assert raced is not None  # the conflicting row is committed: that is why we lost
         return raced
-    return CampaignRecord(campaign_id, tenant.id, definition.code, definition, templates, tenant.policy_version, CampaignStatus.RUNNING, True)
+    return CampaignRecord(campaign_id, tenant.id, definition.code, definition, templates, tenant.policy_version, status, True)
 
 
 async def find_campaign(conn: AsyncConnection, tenant_id: int, code: str) -> CampaignRecord | None:

@@ -99,6 +99,8 @@ class RunSummary:
     fatal: str | None = None  # why the run stopped early, if it did, in plain words
     stop_cause: StopCause | None = None  # and what kind of fault that was
     lost_claims: bool = False  # stopped because its claims lapsed (frozen, database gone)
+    halted: str | None = None  # stopped because the campaign was paused or cancelled
+
 
     def count(self, decision: str, reason: str, n: int = 1) -> None:
         self.decided[(decision, reason)] = self.decided.get((decision, reason), 0) + n
@@ -114,6 +116,7 @@ class RunSummary:
         self.fatal = self.fatal or other.fatal
         self.stop_cause = self.stop_cause or other.stop_cause
         self.lost_claims = self.lost_claims or other.lost_claims
+        self.halted = self.halted or other.halted
 
 
 class CampaignRun:
@@ -204,6 +207,7 @@ class CampaignRun:
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
         self.summary.lost_claims = self.claims.lost
+        self.summary.halted = self.claims.halted
         if self.broken is not None:
             if database_unreachable(self.broken):
                 raise DatabaseUnreachable(self.record.code, self.tenant.code, self.broken) from self.broken
@@ -211,7 +215,7 @@ class CampaignRun:
         return self.summary
 
     def _should_stop(self) -> bool:
-        return self.fatal is not None or self.claims.lost or self.broken is not None
+        return self.fatal is not None or self.claims.lost or self.claims.halted is not None or self.broken is not None
 
     # -- producer -----------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import IO
 
 from sqlalchemy import func, select
@@ -78,11 +80,21 @@ def _campaign_status(campaign_id: int):  # noqa: ANN202
     return select(table.c.status).where(table.c.id == campaign_id).scalar_subquery()
 
 
-async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page: int = 5000) -> int:
-    """Stream every delivery row, keyset by id, into CSV."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    last_id, written = 0, 0
+@dataclass(frozen=True, slots=True)
+class ExportFilter:
+    """Which rows an export keeps (each None: any): the API's `?decision=&reason=&state=`."""
+
+    decision: str | None = None
+    reason: str | None = None
+    state: str | None = None
+
+
+async def export_rows(
+    engine: AsyncEngine, record: CampaignRecord, where: ExportFilter = ExportFilter(), page: int = 5000
+) -> AsyncIterator[list[tuple]]:
+    """Every delivery row as EXPORT_COLUMNS values, a page at a time, keyset by id: memory
+    stays flat however large the campaign, and each page is its own short read."""
+    last_id = 0
     query = (
         select(_d.c.id, _c.c.external_id, _d.c.channel, _d.c.address, _d.c.decision, _d.c.reason, _d.c.defer_until_us,
                _d.c.state, _d.c.provider_id, _d.c.attempts, _d.c.sent_at_us, _d.c.purpose, _d.c.error, _d.c.feedback,
@@ -92,15 +104,31 @@ async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page
         .order_by(_d.c.id)
         .limit(page)
     )
+    if where.decision is not None:
+        query = query.where(_d.c.decision == where.decision)
+    if where.reason is not None:
+        query = query.where(_d.c.reason == where.reason)
+    if where.state is not None:
+        query = query.where(_d.c.state == where.state)
     while True:
         async with engine.connect() as conn:
             rows = (await conn.execute(query.where(_d.c.id > last_id))).all()
         if not rows:
-            return written
-        writer.writerows(
-            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]), outcome_of(r[7], r[11]),
-             r[12] or "", r[13] or "", r[14] or 0)
+            return
+        yield [
+            (r[1], r[2], r[3] or "", r[4], r[5] or "", iso_z(r[6]), r[7], r[8] or "", r[9], iso_z(r[10]),
+             str(outcome_of(r[7], r[11])), r[12] or "", r[13] or "", r[14] or 0)
             for r in rows
-        )
-        written += len(rows)
+        ]
         last_id = rows[-1][0]
+
+
+async def export(engine: AsyncEngine, record: CampaignRecord, out: IO[str], page: int = 5000) -> int:
+    """Stream every delivery row, keyset by id, into CSV."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    async for rows in export_rows(engine, record, page=page):
+        writer.writerows(rows)
+        written += len(rows)
+    return written

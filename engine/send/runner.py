@@ -19,7 +19,14 @@ from engine.clock import Clock
 from engine.config import Settings, TlsMode
 from engine.db import deliveries as ledger
 from engine.db.retry import database_unreachable
-from engine.db.states import CampaignStatus, DeliveryState, Outcome, Purpose, outcome_of
+from engine.db.states import (
+    HALTED_STATUSES,
+    CampaignStatus,
+    DeliveryState,
+    Outcome,
+    Purpose,
+    outcome_of,
+)
 from engine.db.tenants import TenantRecord, load_tenant
 from engine.errors import ConsentryError
 from engine.send.campaign_inputs import tenant_for
@@ -63,7 +70,7 @@ class SendResult:
 
 
 async def launch_campaign(
-    engine: AsyncEngine, definition: CampaignDefinition, clock: Clock
+    engine: AsyncEngine, definition: CampaignDefinition, clock: Clock, status: CampaignStatus = CampaignStatus.RUNNING
 ) -> tuple[CampaignRecord, TenantRecord]:
     tenant = await tenant_for(engine, definition)
     templates = validate_templates(definition)
@@ -76,7 +83,7 @@ async def launch_campaign(
         except ConsentryError as exc:
             raise definition.error("sender", str(exc)) from None
     async with engine.begin() as conn:
-        record = await launch(conn, definition, tenant, templates, clock())
+        record = await launch(conn, definition, tenant, templates, clock(), status)
     if not record.created:
         # Continue what was launched, under the policy version it was launched with.
         async with engine.connect() as conn:
@@ -102,16 +109,20 @@ async def run_campaign(
     *,
     clock: Clock,
     lease_clock: Clock | None = None,
+    lift_pause: bool = False,
 ) -> SendResult:
     """Send the whole campaign. `clock` is the gating clock; `lease_clock` (default: the
     same) the real passing of time between runners (engine/send/claims.py).
+
+    A paused campaign stays paused (the run claims nothing) unless `lift_pause`: what
+    `campaign resume` and the API's resume ask. A cancelled one is never run again.
 
     The database going out of reach stops the run with DatabaseUnreachable, which names the
     `campaign resume` that finishes it."""
     check_transport(record.definition.channel, settings)
     try:
         async with engine.begin() as conn:
-            await ledger.set_campaign_status(conn, record.id, CampaignStatus.RUNNING, clock())
+            await ledger.start_running(conn, record.id, clock(), lift_pause=lift_pause)
         summary = await run_range(engine, record, tenant, settings, options, observer, clock=clock, lease_clock=lease_clock)
         return await settle(engine, record, tenant, summary, clock, lease_clock)
     except DatabaseUnreachable:
@@ -154,7 +165,7 @@ async def run_range(
             summary.add(await run.run())
             if run.fatal is not None:
                 summary.fatal, summary.stop_cause = str(run.fatal), run.fatal.stop_cause
-            if summary.fatal or summary.lost_claims:
+            if summary.fatal or summary.lost_claims or summary.halted:
                 break
             if not await _wait_for_others(engine, record, tenant, id_range, options, lease_clock or clock):
                 break
@@ -186,9 +197,17 @@ async def settle(
 ) -> SendResult:
     """Count the ledger and set the campaign's status from it."""
     async with engine.begin() as conn:
+        current = await ledger.campaign_status(conn, record.id)
+        stamp = clock()
+        if current == CampaignStatus.CANCELLED:
+            # Rows this run withdrew went back to pending: a cancel makes them final.
+            await ledger.cancel_open(conn, tenant.id, record.id, stamp)
         counts = await ledger.counts_by_state(conn, tenant.id, record.id)
         held = await ledger.held_elsewhere(conn, tenant.id, record.id, (lease_clock or clock)())
         result = SendResult(record, summary, CampaignStatus.RUNNING, counts, held)
+        if current in HALTED_STATUSES:
+            # A pause or cancel is the operator's: no runner overwrites it.
+            return SendResult(record, summary, current, counts, held)
         if held:
             status = CampaignStatus.RUNNING
         elif result.unfinished:
@@ -197,8 +216,9 @@ async def settle(
             status = CampaignStatus.WAITING
         else:
             status = CampaignStatus.FINISHED
-        stamp = clock()
-        await ledger.set_campaign_status(conn, record.id, status, stamp, finished=status == CampaignStatus.FINISHED)
+        written = await ledger.set_campaign_status(conn, record.id, status, stamp, finished=status == CampaignStatus.FINISHED)
+        if not written:  # paused or cancelled meanwhile
+            return SendResult(record, summary, await ledger.campaign_status(conn, record.id), counts, held)
         if status == CampaignStatus.FINISHED:
             # In the same transaction as the status: the event exists iff the campaign
             # finished (settling it again enqueues nothing new: same event id).

@@ -1,0 +1,114 @@
+"""A campaign paused over the API sends nothing more until resumed, then each recipient once.
+
+Real processes all the way: `consentry serve` (the API), `consentry campaign send` (an
+inline runner started from the command line, as cron would), the SMS capture server, which
+keeps every text it receives (no de-duplication). The pause is a POST to the served API;
+the runner learns of it from the database on its next claim renewal (ttl / 6 = 0.5 s here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+from tests.cli import ok
+from tests.engine.test_pause import CLAIM_TTL_S, _dealership, _query, _wait
+
+CODE = "live-lead-followup"
+
+
+def _post(url: str, key: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=b"", method="POST", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def _serve(env: dict[str, str], log) -> tuple[subprocess.Popen, str]:  # noqa: ANN001
+    # Its log to a file: a pipe nobody reads would fill up and stop the server mid-run.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--port", "0", "--metrics-port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+    )
+    assert server.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        found = re.search(r"listening on (http://\S+?)[,\s]", line)
+        if found:
+            return server, found.group(1)
+        if not line and server.poll() is not None:
+            break
+    server.kill()
+    raise AssertionError("consentry serve did not start")
+
+
+def test_a_campaign_paused_over_the_api_sends_nothing_until_resumed(tmp_path, db_url, capture):
+    data = _dealership(tmp_path, db_url, contacts=1500)
+    key = ok("keys", "create", "--tenant", data.tenant, "--role", "marketer", "--name", "pause test", "--db", db_url).out.strip()
+    capture.run(setattr, capture.sms, "latency_ms", 20)
+    env = {**os.environ, "CONSENTRY_DATABASE_URL": db_url, "CONSENTRY_WEBHOOK_DISPATCH": "off",
+           "CONSENTRY_STATUS_CALLBACKS": "off"}
+    log = (tmp_path / "serve.log").open("w")
+    server, base = _serve(env, log)
+    runner = None
+    try:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "engine", "campaign", "send", str(data.sms_yaml), "--concurrency", "16", "--batch-size", "200"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        capture.call(capture.sms.wait_for(100, timeout=120))
+        status, body = _post(f"{base}/api/v1/campaigns/{CODE}/pause", key)
+        assert (status, body["status"]) == (200, "paused"), body
+        paused_at = time.monotonic()
+        # The runner stops within one renewal (0.5 s) and exits: code 3, a person must act.
+        assert runner.wait(CLAIM_TTL_S * 2) == 3, runner.stderr.read() if runner.stderr else ""
+        stopped_within = time.monotonic() - paused_at
+        settled = len(capture.sms.messages)
+        # Flat for more than two renewal periods (here: six, the whole claim ttl).
+        time.sleep(CLAIM_TTL_S)
+        assert len(capture.sms.messages) == settled
+        # Nothing is held any more: what the runner had claimed went back to pending.
+        assert _query(db_url, "select count(*) from deliveries where state = 'sending'") == [(0,)]
+        (pending,), = _query(db_url, "select count(*) from deliveries where state = 'pending'")
+        assert pending > 0, "the pause came too late to leave anything pending"
+        assert _query(db_url, "select status from campaigns where code = :code", code=CODE) == [("paused",)]
+
+        # A `campaign send` run again does not lift the pause: it sends nothing.
+        again = subprocess.run(
+            [sys.executable, "-m", "engine", "campaign", "send", str(data.sms_yaml)], env=env, capture_output=True, text=True,
+            timeout=120,
+        )
+        assert again.returncode == 3, again.stderr
+        assert "paused" in again.stderr
+        assert len(capture.sms.messages) == settled
+
+        status, body = _post(f"{base}/api/v1/campaigns/{CODE}/resume", key)
+        assert (status, body["status"], body["backend"]) == (202, "running", "inline"), body
+        try:
+            _wait(lambda: _query(db_url, "select status from campaigns where code = :code", code=CODE) == [("finished",)],
+                  180, "the resumed campaign to finish")
+        except AssertionError:
+            raise AssertionError((tmp_path / "serve.log").read_text()[-5000:]) from None
+    finally:
+        if runner is not None:
+            runner.kill()
+        server.terminate()
+        server.wait(30)
+        log.close()
+    received = Counter(message["to"] for message in capture.sms.messages)
+    assert {number: n for number, n in received.items() if n > 1} == {}
+    sent = Counter(address for (address,) in _query(db_url, "select address from deliveries where state = 'sent'"))
+    assert sent == received
+    assert len(received) > settled
+    assert _query(db_url, "select count(*) from deliveries where state in ('pending', 'sending')") == [(0,)]
+    print(f"paused after {settled} texts; the runner stopped {stopped_within:.2f} s after the pause; "
+          f"{len(received)} texts in all, each number once")
