@@ -11,7 +11,8 @@ else "inline") picks where the sending happens:
 
 Either way the claims of engine/send/claims.py keep every message single, and a pause
 stops every runner within one claim renewal. At most one task per campaign runs in this
-process; a second launch or resume while it runs only changes the status. When the service
+process; a launch or resume while it runs makes it run the campaign once more when it ends
+(it may be finishing a run that a pause stopped, and would leave the rest). When the service
 stops, its tasks are cancelled: rows they held lapse back after the claim ttl and a
 `resume` (API or command line) finishes the campaign.
 """
@@ -42,6 +43,7 @@ class CampaignRuns:
         self.settings = settings
         self.clock = clock
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._again: set[int] = set()  # asked for while their task was running
 
     def options(self) -> SendOptions:
         s = self.settings
@@ -54,11 +56,19 @@ class CampaignRuns:
         """Run the campaign in the background unless this process already does; True if started."""
         running = self.tasks.get(campaign_id)
         if running is not None and not running.done():
+            self._again.add(campaign_id)
             return False
-        task = asyncio.create_task(self._run(tenant_code, code), name=f"campaign {tenant_code}/{code}")
+        task = asyncio.create_task(self._runs(campaign_id, tenant_code, code), name=f"campaign {tenant_code}/{code}")
         self.tasks[campaign_id] = task
         task.add_done_callback(lambda done: self.tasks.pop(campaign_id, None) if self.tasks.get(campaign_id) is done else None)
         return True
+
+    async def _runs(self, campaign_id: int, tenant_code: str, code: str) -> None:
+        while True:
+            self._again.discard(campaign_id)
+            await self._run(tenant_code, code)
+            if campaign_id not in self._again:
+                return
 
     async def _run(self, tenant_code: str, code: str) -> None:
         from engine.db.session import sending_engine

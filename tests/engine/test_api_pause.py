@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 
@@ -112,3 +113,64 @@ def test_a_campaign_paused_over_the_api_sends_nothing_until_resumed(tmp_path, db
     assert _query(db_url, "select count(*) from deliveries where state in ('pending', 'sending')") == [(0,)]
     print(f"paused after {settled} texts; the runner stopped {stopped_within:.2f} s after the pause; "
           f"{len(received)} texts in all, each number once")
+
+
+def _post_json(url: str, key: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_arq_workers_stop_on_a_pause_over_the_api_and_resume_sends_each_once(tmp_path, fresh_postgres_url, redis_url, capture):
+    """Created, launched, paused and resumed over the API; sent by two `consentry worker`s."""
+    import yaml
+
+    from tests.engine.test_concurrency import (
+        Processes,
+        assert_each_recipient_once,
+        dealership,
+        runner_env,
+    )
+
+    db = fresh_postgres_url
+    data = dealership(tmp_path, db, contacts=1200, seed=21, rate=20)
+    key = ok("keys", "create", "--tenant", data.tenant, "--role", "manager", "--name", "arq pause", "--db", db).out.strip()
+    capture.run(setattr, capture.sms, "latency_ms", 10)
+    env = {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
+    assert "CONSENTRY_LAUNCH_BACKEND" not in env  # arq because CONSENTRY_REDIS_URL is set
+    log = (tmp_path / "serve.log").open("w")
+    server, base = _serve(env, log)
+    try:
+        with Processes(tmp_path / "logs", env) as processes:
+            workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
+            definition = yaml.safe_load(data.sms_yaml.read_text())
+            assert _post_json(f"{base}/api/v1/campaigns", key, definition)[0] == 201
+            status, body = _post(f"{base}/api/v1/campaigns/{CODE}/launch", key)
+            assert (status, body["backend"]) == (202, "arq"), body
+            capture.call(capture.sms.wait_for(30, timeout=120))
+            assert _post(f"{base}/api/v1/campaigns/{CODE}/pause", key)[0] == 200
+            # Within one renewal (0.5 s) every worker stops; give it two, then watch six more.
+            time.sleep(2 * CLAIM_TTL_S / 6)
+            settled = len(capture.sms.messages)
+            time.sleep(CLAIM_TTL_S)
+            assert len(capture.sms.messages) == settled
+            _wait(lambda: _query(db, "select count(*) from deliveries where state = 'sending'") == [(0,)],
+                  CLAIM_TTL_S, "the workers to hand back what they held")
+            assert _query(db, "select status from campaigns where code = :code", code=CODE) == [("paused",)]
+            status, body = _post(f"{base}/api/v1/campaigns/{CODE}/resume", key)
+            assert status == 202, body
+            _wait(lambda: _query(db, "select status from campaigns where code = :code", code=CODE) == [("finished",)],
+                  180, "the resumed campaign to finish")
+            for worker in workers:
+                assert worker.popen.poll() is None, worker.output()[-3000:]
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    received = assert_each_recipient_once(db, capture.sms)
+    assert len(received) > settled
+    print(f"arq: paused after {settled} texts, flat for {CLAIM_TTL_S} s; {len(received)} texts in all, each once")
