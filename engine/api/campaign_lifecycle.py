@@ -273,7 +273,7 @@ OPENAPI_COMPONENTS: dict[str, dict] = {
     },
     "CampaignCheckReport": {
         "type": "object",
-        "required": ["campaign", "tenant", "at", "status"],
+        "required": ["campaign", "tenant", "at"],
         "properties": {"campaign": {"type": "string"}, "tenant": {"type": "string"},
                        "at": {"type": "string", "format": "date-time"}, "status": _ref("CampaignLifecycleStatus")},
         "additionalProperties": True,

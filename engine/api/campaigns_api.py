@@ -21,7 +21,7 @@ from engine.send.launch import find_campaign
 from engine.send.report import status
 from engine.timeutil import iso_z
 
-__all__ = ["routes"]
+__all__ = ["OPENAPI_PATHS", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -51,3 +51,33 @@ async def campaign_status(request: web.Request, caller: Caller) -> web.Response:
     if record is None:
         return problem(404, f"campaign {code!r} not found")
     return web.json_response(await status(shared.engine, record))
+
+
+# -- OpenAPI (components in engine/api/campaign_lifecycle.py) ---------------------------
+
+def _json(name: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+OPENAPI_PATHS: dict[str, dict] = {
+    "/api/v1/campaigns/check": {"post": {
+        "operationId": "checkCampaignDefinition", "summary": "Gate a campaign definition's audience (a dry run)",
+        "tags": ["campaigns"],
+        "parameters": [{"name": "at", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CampaignDefinition"}}}},
+        "responses": {
+            "200": _json("CampaignCheckReport", "Counts per decision and reason; nothing is recorded."),
+            "401": _json("CampaignProblem", "No valid API key."), "403": _json("CampaignProblem", "The key's role may not."),
+            "422": _json("CampaignValidationProblem", "Invalid definition; each error names its field."),
+        },
+    }},
+    "/api/v1/campaigns/{code}/status": {"get": {
+        "operationId": "campaignStatus", "summary": "`campaign status --json`", "tags": ["campaigns"],
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {
+            "200": _json("CampaignStatusReport", "Status, totals per state and outcome, decisions."),
+            "401": _json("CampaignProblem", "No valid API key."), "403": _json("CampaignProblem", "The key's role may not."),
+            "404": _json("CampaignProblem", "No campaign of this code in the key's tenant."),
+        },
+    }},
+}

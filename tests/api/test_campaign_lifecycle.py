@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -264,3 +265,16 @@ def test_the_launch_backend_follows_redis() -> None:
     with pytest.raises(InputError) as raised:
         Settings.from_environ({"CONSENTRY_LAUNCH_BACKEND": "celery"})
     assert raised.value.field == "CONSENTRY_LAUNCH_BACKEND"
+
+
+def test_every_campaign_route_is_described_and_every_reference_resolves() -> None:
+    from engine.api import campaign_lifecycle, campaigns_api, deliveries_api
+
+    modules = (campaign_lifecycle, campaigns_api, deliveries_api)
+    components = {name for module in modules for name in getattr(module, "OPENAPI_COMPONENTS", {})}
+    for module in modules:
+        routes = {(route.path, route.method.lower()) for route in module.routes}  # type: ignore[attr-defined]
+        described = {(path, method) for path, item in module.OPENAPI_PATHS.items() for method in item}
+        assert routes == described, module.__name__
+        refs = re.findall(r'"#/components/schemas/(\w+)"', json.dumps([module.OPENAPI_PATHS, getattr(module, "OPENAPI_COMPONENTS", {})]))
+        assert set(refs) <= components, set(refs) - components
