@@ -7,12 +7,12 @@ handler takes the tenant from the key, never from the URL or the body.
 
 Roles (what the seeded policy says about who may change what):
 
-| role       | explain | check, status | tenant policy |
-|------------|---------|---------------|---------------|
-| `admin`    | yes     | yes           | read, write   |
-| `manager`  | yes     | yes           | read, write   |
-| `marketer` | yes     | yes           | read          |
-| `sales`    | yes     | no            | read          |
+| role       | explain | check, status | tenant policy | contacts, consent events |
+|------------|---------|---------------|---------------|--------------------------|
+| `admin`    | yes     | yes           | read, write   | read, write              |
+| `manager`  | yes     | yes           | read, write   | read, write              |
+| `marketer` | yes     | yes           | read          | read                     |
+| `sales`    | yes     | no            | read          | read, write              |
 
 Webhook endpoints (`/api/v1/webhooks`) are for `admin` only: an endpoint receives every
 consent change of the tenant, with contact addresses, so registering one is handing the
@@ -53,6 +53,9 @@ class Permission(StrEnum):
     READ_POLICY = "read_policy"
     WRITE_POLICY = "write_policy"
     MANAGE_WEBHOOKS = "manage_webhooks"
+    READ_CONTACTS = "read_contacts"
+    WRITE_CONTACTS = "write_contacts"
+    RECORD_CONSENT = "record_consent"
 
 
 _ROLE_NAMES = frozenset(role.value for role in Role)
@@ -60,6 +63,10 @@ _EVERYONE = frozenset(Role)
 _CAMPAIGN_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.MARKETER})
 # Only admins and managers change the policy: it decides who may be contacted at all.
 _POLICY_ROLES = frozenset({Role.ADMIN, Role.MANAGER})
+# Contacts and their consent are written by whoever deals with the person (sales, a DMS
+# key) and by admins and managers; not by marketers, who benefit from a consent and so
+# should not be the ones recording it.
+_RECORD_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.SALES})
 
 ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.EXPLAIN: _EVERYONE,
@@ -68,6 +75,9 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.READ_POLICY: _EVERYONE,
     Permission.WRITE_POLICY: _POLICY_ROLES,
     Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
+    Permission.READ_CONTACTS: _EVERYONE,
+    Permission.WRITE_CONTACTS: _RECORD_ROLES,
+    Permission.RECORD_CONSENT: _RECORD_ROLES,
 }
 
 
