@@ -63,7 +63,7 @@ async def test_committed_document_is_the_served_one(api: Api) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_schemathesis_finds_no_server_error_or_schema_mismatch(api: Api) -> None:
+async def test_schemathesis_finds_no_server_error_or_schema_mismatch(api: Api, tmp_path: Path) -> None:
     """A bounded run: 20 examples per operation, with an admin key (every operation is
     allowed to it, so the examples reach the handlers)."""
     process = await asyncio.create_subprocess_exec(
@@ -75,6 +75,7 @@ async def test_schemathesis_finds_no_server_error_or_schema_mismatch(api: Api) -
         "--header", f"Authorization: Bearer {api.keys[('acme-motors', 'admin')]}",
         "--generation-database", "none",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # its cache directory (.schemathesis/) stays out of the repository
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=500)
     text = output.decode(errors="replace")
