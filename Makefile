@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
             command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench lint clean openapi
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: venv
 bench: venv
 	bash scripts/ensure-system-deps.sh
 	$(PY) -m bench.run_all $(BENCH_ARGS)
+
+# The committed OpenAPI document (tests/api/test_openapi.py checks it equals the served one).
+openapi: venv
+	$(PY) -c 'from engine.api.openapi import document_text; print(document_text(), end="")' > docs/openapi.json
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -31,6 +31,7 @@ FULL = [
     ["bench.bench_sms_webhooks", "--db", "sqlite"],
     ["bench.bench_sms_webhooks", "--db", "postgres", "--skip-classify"],
     ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
+    ["bench.bench_contacts_api", "--db", "postgres"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -42,6 +43,7 @@ QUICK = [
     ["bench.bench_inbound", "--count", "500", "--connections", "4"],
     ["bench.bench_sms_webhooks", "--contacts", "2000", "--requests", "500", "--rounds", "1", "--repeat", "20"],
     ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
+    ["bench.bench_contacts_api", "--db", "sqlite", "--contacts", "2000", "--seconds", "2", "--concurrency", "16"],
 ]
 
 

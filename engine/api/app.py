@@ -6,7 +6,12 @@ Routes (docs/api.md):
     GET  POST /p/{token}                        preference centre
     POST      /webhooks/twilio/{tenant}/inbound SMS keywords and plain-language revocations
     POST      /webhooks/twilio/{tenant}/status  delivery status callbacks
+    GET       /api/v1/contacts?q=               (API key) search, cursor-paginated
+    GET  PUT  /api/v1/contacts/{id}             (API key; PUT admin/manager/sales) one contact
+    POST      /api/v1/contacts/batch            (API key; admin/manager/sales) upsert up to 1,000
+    GET  POST /api/v1/contacts/{id}/consent-events (API key; POST admin/manager/sales) the ledger
     GET       /api/v1/contacts/{id}/explain     (API key) every rule's verdict
+    GET       /api/v1/openapi.json              the OpenAPI 3.1 document of /api/v1
     POST      /api/v1/campaigns/check           (API key) dry run of a definition
     GET       /api/v1/campaigns/{code}/status   (API key)
     POST      /api/v1/campaigns                 (API key) create a draft
@@ -41,9 +46,11 @@ from engine.api import (
     campaign_lifecycle,
     campaign_runs,
     campaigns_api,
+    consent_api,
     contacts_api,
     deliveries_api,
     health,
+    openapi,
     policy_api,
     preferences,
     unsubscribe,
@@ -58,7 +65,14 @@ from engine.config import Settings
 from engine.db.session import make_engine
 from metrics import Instruments, default_instruments
 
-__all__ = ["build_app"]
+__all__ = ["MODULES", "build_app"]
+
+# Every module's routes, in registration order; engine/api/openapi.py documents those under
+# /api/v1 from the same tuple.
+MODULES = (
+    unsubscribe, preferences, webhooks, contacts_api, consent_api, campaigns_api, campaign_lifecycle, deliveries_api,
+    policy_api, webhooks_out, health, openapi,
+)
 
 # Forms and JSON bodies here are small (a policy is a few KB); refuse anything huge early.
 MAX_BODY_BYTES = 1024 * 1024
@@ -81,8 +95,7 @@ def build_app(
     middlewares = [api_errors] if guard is None else [api_errors, guard.middleware]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
-    for module in (unsubscribe, preferences, webhooks, contacts_api, campaigns_api, campaign_lifecycle, deliveries_api,
-                   policy_api, webhooks_out, health):
+    for module in MODULES:
         app.router.add_routes(module.routes)
     active_campaigns.install(app, database, instruments)
     campaign_runs.install(app, settings, clock)

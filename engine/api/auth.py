@@ -7,12 +7,12 @@ handler takes the tenant from the key, never from the URL or the body.
 
 Roles (what the seeded policy says about who may change what):
 
-| role       | explain | check, status, deliveries | create, launch, pause, resume, cancel | tenant policy |
-|------------|---------|---------------------------|---------------------------------------|---------------|
-| `admin`    | yes     | yes                       | yes                                   | read, write   |
-| `manager`  | yes     | yes                       | yes                                   | read, write   |
-| `marketer` | yes     | yes                       | yes                                   | read          |
-| `sales`    | yes     | no                        | no                                    | read          |
+| role       | explain | check, status, deliveries | create, launch, pause, resume, cancel | tenant policy | contacts, consent events |
+|------------|---------|---------------------------|---------------------------------------|---------------|--------------------------|
+| `admin`    | yes     | yes                       | yes                                   | read, write   | read, write              |
+| `manager`  | yes     | yes                       | yes                                   | read, write   | read, write              |
+| `marketer` | yes     | yes                       | yes                                   | read          | read                     |
+| `sales`    | yes     | no                        | no                                    | read          | read, write              |
 
 Webhook endpoints (`/api/v1/webhooks`) are for `admin` only: an endpoint receives every
 consent change of the tenant, with contact addresses, so registering one is handing the
@@ -55,6 +55,9 @@ class Permission(StrEnum):
     MANAGE_WEBHOOKS = "manage_webhooks"
     # Create, launch, pause, resume, cancel a campaign (engine/api/campaign_lifecycle.py).
     RUN_CAMPAIGNS = "run_campaigns"
+    READ_CONTACTS = "read_contacts"
+    WRITE_CONTACTS = "write_contacts"
+    RECORD_CONSENT = "record_consent"
 
 
 _ROLE_NAMES = frozenset(role.value for role in Role)
@@ -62,6 +65,10 @@ _EVERYONE = frozenset(Role)
 _CAMPAIGN_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.MARKETER})
 # Only admins and managers change the policy: it decides who may be contacted at all.
 _POLICY_ROLES = frozenset({Role.ADMIN, Role.MANAGER})
+# Contacts and their consent are written by whoever deals with the person (sales, a DMS
+# key) and by admins and managers; not by marketers, who benefit from a consent and so
+# should not be the ones recording it.
+_RECORD_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.SALES})
 
 ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.EXPLAIN: _EVERYONE,
@@ -71,6 +78,9 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.WRITE_POLICY: _POLICY_ROLES,
     Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
     Permission.RUN_CAMPAIGNS: _CAMPAIGN_ROLES,
+    Permission.READ_CONTACTS: _EVERYONE,
+    Permission.WRITE_CONTACTS: _RECORD_ROLES,
+    Permission.RECORD_CONSENT: _RECORD_ROLES,
 }
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from campaigns.tenant_file import validate_tenant
 from campaigns.yaml_source import YamlSource
+from engine.api import openapi
 from engine.api.auth import Caller, Permission, requires
 from engine.api.requests import json_object, own_tenant
 from engine.api.services import services
 from engine.db.tenants import apply_policy, load_tenant
 
-__all__ = ["routes"]
+__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -49,3 +51,35 @@ async def write_policy(request: web.Request, caller: Caller) -> web.Response:
     return web.json_response(
         {"tenant": tenant.code, "policy_version": tenant.policy_version, "changed": changed, "policy": tenant.document}
     )
+
+
+OPENAPI_COMPONENTS: dict[str, dict[str, Any]] = {
+    "TenantPolicy": {
+        "type": "object",
+        "required": ["tenant", "policy_version", "policy"],
+        "properties": {
+            "tenant": {"type": "string"},
+            "policy_version": {"type": "integer"},
+            "changed": {"type": "boolean", "description": "PUT only: false when the policy was already current"},
+            "policy": {"type": "object", "description": "tenant.yaml as JSON (FORMATS.md, \"Tenant policy\")"},
+        },
+    },
+}
+_POLICY = {"$ref": "#/components/schemas/TenantPolicy"}
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/tenant/policy": {
+        "get": {
+            "operationId": "getTenantPolicy",
+            "summary": "The tenant's current policy",
+            "description": "Any role.",
+            "responses": openapi.secured({"200": openapi.json_response("the policy", _POLICY)}),
+        },
+        "put": {
+            "operationId": "putTenantPolicy",
+            "summary": "Apply a new policy version",
+            "description": "admin, manager. Validated key by key as `consentry tenant apply`.",
+            "requestBody": openapi.json_body({"type": "object", "description": "tenant.yaml as JSON"}),
+            "responses": openapi.secured({"200": openapi.json_response("applied", _POLICY)}, body=True),
+        },
+    },
+}

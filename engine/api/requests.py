@@ -11,7 +11,7 @@ from engine.api.auth import Caller
 from engine.errors import InputError
 from engine.timeutil import parse_instant
 
-__all__ = ["MAX_JSON_DEPTH", "at_param", "choice_param", "json_object", "own_tenant"]
+__all__ = ["MAX_JSON_DEPTH", "at_param", "choice_param", "int_param", "json_object", "own_tenant"]
 
 # A policy or a campaign definition nests four or five levels; deeper is a mistake or an
 # attack (100,000 `[` would otherwise exhaust the parser's recursion: a 500).
@@ -83,3 +83,14 @@ def choice_param(request: web.Request, name: str, allowed: tuple[str, ...], defa
     if value not in allowed:
         raise InputError(f"{value!r} is not one of {', '.join(allowed)}", field=name)
     return value
+
+
+def int_param(request: web.Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
+    """`?name=N`, a whole number from `low` to `high` (None: no bound), or `default`."""
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 18 or int(text) < low or (high is not None and int(text) > high):
+        bound = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{text!r} is not a whole number {bound}", field=name)
+    return int(text)

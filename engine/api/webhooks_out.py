@@ -14,10 +14,13 @@ The tenant is the key's: an endpoint of another tenant is 404, like one that doe
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from engine.api import openapi
 from engine.api.auth import Caller, Permission, requires
-from engine.api.requests import json_object
+from engine.api.requests import int_param, json_object
 from engine.api.services import services
 from engine.errors import InputError, NotFoundError
 from engine.webhooks import (
@@ -32,7 +35,7 @@ from engine.webhooks import (
 )
 from engine.webhooks.events import instant
 
-__all__ = ["routes"]
+__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
 
 routes = web.RouteTableDef()
 MAX_PAGE = 500
@@ -117,8 +120,8 @@ async def remove(request: web.Request, caller: Caller) -> web.Response:
 @requires(Permission.MANAGE_WEBHOOKS)
 async def deliveries(request: web.Request, caller: Caller) -> web.Response:
     endpoint_id = _endpoint_id(request)
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE) or 50
-    before = _int_param(request, "before", None, 1, None)
+    limit = int_param(request, "limit", 50, 1, MAX_PAGE) or 50
+    before = int_param(request, "before", None, 1, None)
     states = request.query.getall("state", [])
     allowed = [state.value for state in MessageState]
     for state in states:
@@ -136,11 +139,102 @@ async def deliveries(request: web.Request, caller: Caller) -> web.Response:
     })
 
 
-def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or len(text) > 18 or int(text) < low or (high is not None and int(text) > high):
-        bound = f"{low} to {high}" if high is not None else f"at least {low}"
-        raise InputError(f"{text!r} is not a whole number {bound}", field=name)
-    return int(text)
+
+_INSTANT = {"type": ["string", "null"], "format": "date-time"}
+_ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+_ENDPOINT_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "url": {"type": "string"},
+    "event_types": {"type": "array", "items": {"type": "string"}},
+    "description": {"type": ["string", "null"]},
+    "created_at": {"type": "string", "format": "date-time"},
+}
+OPENAPI_COMPONENTS: dict[str, dict[str, Any]] = {
+    "WebhookEndpoint": {
+        "type": "object",
+        "required": ["id", "url", "event_types", "description", "created_at"],
+        "properties": _ENDPOINT_PROPERTIES,
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": [
+            "id", "event_id", "event_type", "state", "attempts", "created_at", "last_attempt_at", "last_status",
+            "last_error", "next_attempt_at", "delivered_at",
+        ],
+        "properties": {
+            "id": {"type": "integer"}, "event_id": {"type": "string"}, "event_type": {"type": "string"},
+            "state": {"type": "string", "enum": [state.value for state in MessageState]},
+            "attempts": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_attempt_at": _INSTANT, "last_status": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]}, "next_attempt_at": _INSTANT, "delivered_at": _INSTANT,
+        },
+    },
+}
+_ENDPOINT = {"$ref": "#/components/schemas/WebhookEndpoint"}
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/webhooks": {
+        "get": {
+            "operationId": "listWebhookEndpoints",
+            "summary": "The tenant's webhook endpoints (never their secrets)",
+            "description": "admin only.",
+            "responses": openapi.secured({"200": openapi.json_response("the endpoints", {
+                "type": "object", "required": ["webhooks"],
+                "properties": {"webhooks": {"type": "array", "items": _ENDPOINT}},
+            })}),
+        },
+        "post": {
+            "operationId": "createWebhookEndpoint",
+            "summary": "Register an endpoint; the signing secret is shown in this response only",
+            "description": "admin only.",
+            "requestBody": openapi.json_body({
+                "type": "object", "required": ["url", "event_types"], "additionalProperties": False,
+                "properties": {
+                    "url": {"type": "string", "description": "https (http only to loopback)"},
+                    "event_types": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                    "description": {"type": ["string", "null"], "maxLength": 200},
+                },
+            }),
+            "responses": openapi.secured({"201": openapi.json_response("registered", {
+                "type": "object", "required": [*OPENAPI_COMPONENTS["WebhookEndpoint"]["required"], "secret"],
+                "properties": {**_ENDPOINT_PROPERTIES, "secret": {"type": "string"}},
+            }, headers={"Location": {"schema": {"type": "string"}}})}, body=True),
+        },
+    },
+    "/api/v1/webhooks/{endpoint_id}": {
+        "parameters": [_ENDPOINT_ID],
+        "get": {
+            "operationId": "getWebhookEndpoint",
+            "summary": "One endpoint",
+            "description": "admin only.",
+            "responses": openapi.secured({"200": openapi.json_response("the endpoint", _ENDPOINT)}, not_found=True),
+        },
+        "delete": {
+            "operationId": "deleteWebhookEndpoint",
+            "summary": "Delete an endpoint; what it had pending is cancelled",
+            "description": "admin only.",
+            "responses": openapi.secured({"204": {"description": "deleted"}}, not_found=True),
+        },
+    },
+    "/api/v1/webhooks/{endpoint_id}/deliveries": {
+        "get": {
+            "operationId": "listWebhookDeliveries",
+            "summary": "Each event's delivery to the endpoint, newest first",
+            "description": "admin only.",
+            "parameters": [
+                _ENDPOINT_ID,
+                {"name": "state", "in": "query", "schema": {"type": "string", "enum": [state.value for state in MessageState]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}},
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ],
+            "responses": openapi.secured({"200": openapi.json_response("a page of deliveries", {
+                "type": "object", "required": ["deliveries", "counts", "next_before"],
+                "properties": {
+                    "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
+                    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "next_before": {"type": ["integer", "null"]},
+                },
+            })}, not_found=True),
+        }
+    },
+}

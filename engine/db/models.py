@@ -336,3 +336,20 @@ class WebhookMessage(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class IdempotencyKey(Base):
+    """A POST that creates, remembered by its `Idempotency-Key` header (engine/api/idempotency.py):
+    a repeat with the same request gets the stored response instead of writing again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of method, path and body: the same key with another request is an error.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)

@@ -35,6 +35,7 @@ from engine.imports.contact_rows import (
     ContactRules,
     check_contact_rows,
 )
+from engine.imports.contact_writes import write_contact_rows
 from engine.imports.csv_source import Chunk, CsvSource, Header
 from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
@@ -42,10 +43,6 @@ from engine.imports.progress import ProgressCallback
 from engine.imports.rejections import Rejections
 from engine.imports.statements import (
     contacts_by_external_id,
-    executemany,
-    highest_contact_id,
-    new_contact_ids,
-    prepared,
     refresh_statistics,
 )
 from engine.imports.summary import ImportSummary
@@ -203,29 +200,10 @@ class _ContactWriter:
         if not valid:
             return
         tenant_id, stamp = self.tenant_id, self.stamp
-        highest_before = await highest_contact_id(self.conn)
-        await executemany(
-            self.conn,
-            prepared(self.conn, "upsert_contacts"),
-            [
-                (tenant_id, row.external_id, row.first_name, row.last_name, row.timezone, row.country,
-                 row.region, row.lead_source, False, None, row.reviewed_at_us, stamp, stamp)
-                for row in valid
-            ],
-        )
-        created = [row.external_id for row in valid if row.external_id not in existing]
-        contact_id = {external_id: found[0] for external_id, found in existing.items()}
-        if created:
-            contact_id.update(await new_contact_ids(self.conn, tenant_id, created, highest_before))
-
-        points = []
+        contact_id, created = await write_contact_rows(self.conn, tenant_id, stamp, valid, existing)
         opt_outs = []
         for row in valid:
             cid = contact_id[row.external_id]
-            if row.email is not None:
-                points.append((tenant_id, cid, "email", row.email, row.email_valid, None, stamp))
-            if row.phone is not None:
-                points.append((tenant_id, cid, "phone", row.phone, row.phone_valid, row.phone_zones, stamp))
             found = existing.get(row.external_id)
             # Only a contact not opted out already gets an opt_out; false or empty never
             # records an opt_in (opting back in is an explicit consent event).
@@ -234,7 +212,6 @@ class _ContactWriter:
                     (tenant_id, cid, "opt_out", None, None, None, None, "import", stamp, stamp,
                      None, None, f"contacts import {self.name} line {row.line}", None, None, None)
                 )
-        await executemany(self.conn, prepared(self.conn, "upsert_points"), points)
         await record_event_rows(self.conn, opt_outs)
 
         self.summary.contacts_created += len(created)
