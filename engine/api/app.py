@@ -53,6 +53,7 @@ from engine.api import (
     openapi,
     policy_api,
     preferences,
+    replies_api,
     unsubscribe,
     webhooks,
     webhooks_out,
@@ -70,8 +71,8 @@ __all__ = ["MODULES", "build_app"]
 # Every module's routes, in registration order; engine/api/openapi.py documents those under
 # /api/v1 from the same tuple.
 MODULES = (
-    unsubscribe, preferences, webhooks, contacts_api, consent_api, campaigns_api, campaign_lifecycle, deliveries_api,
-    policy_api, webhooks_out, health, openapi,
+    unsubscribe, preferences, webhooks, contacts_api, consent_api, replies_api, campaigns_api, campaign_lifecycle,
+    deliveries_api, policy_api, webhooks_out, health, openapi,
 )
 
 # Forms and JSON bodies here are small (a policy is a few KB); refuse anything huge early.

@@ -14,6 +14,9 @@ Roles (what the seeded policy says about who may change what):
 | `marketer` | yes     | yes                       | yes                                   | read          | read                     |
 | `sales`    | yes     | no                        | no                                    | read          | read, write              |
 
+Individual replies (`POST /api/v1/contacts/{external_id}/replies`): `admin`, `manager` and
+`sales`.
+
 Webhook endpoints (`/api/v1/webhooks`) are for `admin` only: an endpoint receives every
 consent change of the tenant, with contact addresses, so registering one is handing the
 ledger to a third party.
@@ -58,6 +61,9 @@ class Permission(StrEnum):
     READ_CONTACTS = "read_contacts"
     WRITE_CONTACTS = "write_contacts"
     RECORD_CONSENT = "record_consent"
+    # A one-to-one reply to a contact (engine/api/replies_api.py): the people who talk to
+    # customers, and admins and managers; marketing sends campaigns, not replies.
+    SEND_REPLIES = "send_replies"
 
 
 _ROLE_NAMES = frozenset(role.value for role in Role)
@@ -81,6 +87,7 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.READ_CONTACTS: _EVERYONE,
     Permission.WRITE_CONTACTS: _RECORD_ROLES,
     Permission.RECORD_CONSENT: _RECORD_ROLES,
+    Permission.SEND_REPLIES: _RECORD_ROLES,
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.db.models import IdempotencyKey
 from engine.errors import InputError
 
-__all__ = ["HEADER", "remember", "replay", "request_hash", "request_key"]
+__all__ = ["HEADER", "remember", "replay", "request_hash", "request_key", "settle"]
 
 HEADER = "Idempotency-Key"
 _MAX_KEY = 200
@@ -69,3 +69,12 @@ async def remember(
         )
     )
     return text
+
+
+async def settle(conn: AsyncConnection, tenant_id: int, key: str, status: int, body: object) -> None:
+    """Replace a key's stored response: for work that cannot run inside one transaction (an
+    individual reply goes out over the wire), the key is first remembered as "in progress"
+    and committed, so a concurrent or repeated request cannot send again, then settled here."""
+    await conn.execute(
+        _keys.update().where(_keys.c.tenant_id == tenant_id, _keys.c.key == key).values(status=status, body=json.dumps(body))
+    )

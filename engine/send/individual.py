@@ -33,7 +33,12 @@ _BODY_VARIABLES = STANDARD_VARIABLES | {"body", "subject"}
 
 
 class NotSent(ConsentryError):
-    """The reply was held back by a rule that binds individual messages too."""
+    """The reply was held back by a rule that binds individual messages too; `reason` is the
+    gating reason code (`do_not_contact`, `awaiting_sms_opt_in`, ...)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,8 @@ async def send_individual(
     if decision.decision != "send":
         async with engine.begin() as conn:
             await ledger.insert_new(conn, [{**base, "state": DeliveryState.SUPPRESSED}])
-        raise NotSent(f"not sent to {external_id} on {channel}: {reason_code(decision)} (see `consentry explain`)")
+        reason = reason_code(decision)
+        raise NotSent(f"not sent to {external_id} on {channel}: {reason} (see `consentry explain`)", reason)
 
     async with engine.begin() as conn:
         first_touch = channel == "sms" and address not in await ledger.addresses_with(conn, tenant.id, "sms", [address])

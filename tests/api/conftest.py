@@ -9,7 +9,7 @@ are signed with twilio's RequestValidator, as Twilio signs them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from engine.db.tenants import TenantRecord, apply_policy
 from engine.imports import import_contacts
 from engine.render import sign_token
 from metrics import Instruments, start_metrics_server
+from tests.capture import ThreadedCapture
 
 # Deliberately not the address the test server listens on: signatures and links must be
 # built from the configured public URL, never from the request's Host.
@@ -97,6 +98,8 @@ class Api:
     # The private /metrics listener, as `consentry serve` runs it beside the service.
     metrics_url: str = ""
     keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, role) -> key
+    # Where the service's email and texts go (shared by the session's tests).
+    sink: ThreadedCapture | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -166,14 +169,26 @@ async def _seed(engine: AsyncEngine, tmp_path: Path) -> dict[str, TenantRecord]:
     return tenants
 
 
+@pytest.fixture(scope="session")
+def api_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedCapture]:
+    """The capture SMTP and SMS servers every API test's service sends to (replies): one for
+    the session, so a test counts what arrived for its own addresses."""
+    sink = ThreadedCapture(tmp_path_factory.mktemp("api-sink"))
+    yield sink
+    sink.close()
+
+
 @pytest.fixture
-async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+async def api(db_url: str, tmp_path: Path, api_sink: ThreadedCapture) -> AsyncIterator[Api]:
     engine = make_engine(db_url)
     runner = None
     exporter = None
     try:
         tenants = await _seed(engine, tmp_path)
-        settings = Settings(database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN)
+        settings = Settings(
+            database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN,
+            smtp_url=api_sink.env["CONSENTRY_SMTP_URL"], twilio_url=api_sink.env["CONSENTRY_TWILIO_URL"],
+        )
         instruments = Instruments.fresh()
         runner = web.AppRunner(build_app(settings, engine=engine, instruments=instruments, clock=CLOCK))
         await runner.setup()
@@ -182,7 +197,8 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         host, port = runner.addresses[0][:2]
         exporter = start_metrics_server("127.0.0.1", 0, registry=instruments.registry)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            service = Api(f"http://{host}:{port}", session, engine, settings, instruments, tenants, exporter.url)
+            service = Api(f"http://{host}:{port}", session, engine, settings, instruments, tenants, exporter.url,
+                          sink=api_sink)
             async with engine.begin() as conn:
                 for tenant in tenants:
                     for role in ROLES:
