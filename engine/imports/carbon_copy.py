@@ -29,7 +29,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, any_, bindparam, func, literal_column, select, union_all
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Select,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Contact, ContactLink, ContactPoint

@@ -117,13 +117,15 @@ async def migrate_legacy_flags(
                 if errors or not flagged:
                     continue
                 history = await _history(conn, record.id, flagged)
-                events = []
+                events: list[dict[str, object]] = []
                 for contact_id, withheld in flagged.items():
                     for class_code in CLASSES:
-                        event = _decide(contact_id, class_code, class_code in withheld, assume, history, now_us, actor)
-                        if event is _KEPT:
+                        last, other = history.get((contact_id, class_code), (None, False))
+                        if other:
                             summary.kept += 1
-                        elif event is not None:
+                            continue
+                        event = _decide(contact_id, class_code, class_code in withheld, assume, last, now_us, actor)
+                        if event is not None:
                             events.append(event)
                             changed.add(contact_id)
                 await record_events(conn, record.id, events, recorded_at_us=now_us)
@@ -166,7 +168,6 @@ def _check(path: str, line: int, external_id: str, flags: dict[str, str], known:
 
 # (contact_id, class) -> (latest action the migration recorded or None, any other choice?)
 _History = dict[tuple[int, str], tuple[str | None, bool]]
-_KEPT = object()
 
 
 async def _history(conn: AsyncConnection, tenant_id: int, contact_ids: Iterable[int]) -> _History:
@@ -193,11 +194,10 @@ async def _history(conn: AsyncConnection, tenant_id: int, contact_ids: Iterable[
     return history
 
 
-def _decide(contact_id: int, class_code: str, withheld: bool, assume: Assumption, history: _History,
-            now_us: int, actor: str | None) -> dict[str, object] | object | None:
-    last, other = history.get((contact_id, class_code), (None, False))
-    if other:
-        return _KEPT
+def _decide(contact_id: int, class_code: str, withheld: bool, assume: Assumption, last: str | None,
+            now_us: int, actor: str | None) -> dict[str, object] | None:
+    """The event that brings a class to what the flags and the assumption say, given the
+    last action the migration recorded on it; None when it is there already."""
     if withheld:
         wanted: str | None = "revoke"
     elif assume is Assumption.LEGITIMATE_INTEREST:
