@@ -90,6 +90,28 @@ def contacts_import(ctx: Context, path: str, tenant: str, skip_invalid: bool, re
     _run_import(ctx, "contacts", path, tenant, skip_invalid, rejects_path, workers)
 
 
+@contacts.command("link")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", required=True, metavar="T", help="Tenant id (tenant.yaml `tenant`).")
+@click.option("--actor", metavar="WHO", help="Who linked them (kept on each new link).")
+@common_options
+@pass_context
+def contacts_link(ctx: Context, path: str, tenant: str, actor: str | None) -> None:
+    """Link contacts from a CSV file (external_id,linked_external_id,kind): a consent
+    change on one is then copied onto the other (docs/imports.md, "Linked contacts")."""
+    from engine.db.session import make_engine
+    from engine.imports.links import import_links
+
+    async def _link():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            return await import_links(engine, path, tenant, actor=actor, clock=ctx.clock)
+        finally:
+            await engine.dispose()
+
+    click.echo(str(run(_link())))
+
+
 @click.group()
 def consent() -> None:
     """The consent ledger."""
@@ -103,3 +125,30 @@ def consent_import(ctx: Context, path: str, tenant: str, skip_invalid: bool, rej
                    workers: int) -> None:
     """Append consent events from a CSV file, atomically unless --skip-invalid."""
     _run_import(ctx, "consent", path, tenant, skip_invalid, rejects_path, workers)
+
+
+@consent.command("migrate-legacy")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", required=True, metavar="T", help="Tenant id (tenant.yaml `tenant`).")
+@click.option(
+    "--assume", required=True, type=click.Choice(["legitimate_interest", "no_permission"]),
+    help="What a contact without a 'no' flag is taken to have agreed to.",
+)
+@click.option("--actor", metavar="WHO", help="Who ran the migration (kept on each event).")
+@common_options
+@pass_context
+def consent_migrate_legacy(ctx: Context, path: str, tenant: str, assume: str, actor: str | None) -> None:
+    """Map legacy DPA flags (external_id,no_marketing,no_follow_up) to consent events;
+    a later run with --assume no_permission reverses the assumed grants
+    (docs/imports.md, "Legacy flags")."""
+    from engine.db.session import make_engine
+    from engine.imports.legacy import Assumption, migrate_legacy_flags
+
+    async def _migrate():
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            return await migrate_legacy_flags(engine, path, tenant, Assumption(assume), actor=actor, clock=ctx.clock)
+        finally:
+            await engine.dispose()
+
+    click.echo(str(run(_migrate())))

@@ -152,6 +152,31 @@ class ConsentEvent(Base):
     # demonstrable): the wording's id and version, the text itself in consent_wordings.
     wording_id: Mapped[str | None] = mapped_column(String(64))
     wording_version: Mapped[str | None] = mapped_column(String(32))
+    # Set on a carbon copy (engine/imports/links.py): the external_id of the linked contact
+    # the original event was recorded on. A copy is never copied again.
+    linked_from: Mapped[str | None] = mapped_column(String(200))
+
+
+class ContactLink(Base):
+    """Two contacts of one tenant linked (a household, a service location and its billing
+    account): a consent change recorded on one is copied onto the other (docs/imports.md,
+    "Linked contacts"). Stored once per pair, the smaller contact id first."""
+
+    __tablename__ = "contact_links"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "contact_a", "contact_b"),
+        # The ledger finds a batch's links from either side: one index per side.
+        Index(None, "tenant_id", "contact_b"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    contact_a: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    contact_b: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    # household | billing | service_location | other (engine.imports.links.LinkKind)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(200))
 
 
 class ConsentWording(Base):

@@ -152,7 +152,7 @@ class _EventWriter:
             rows = sorted(
                 (
                     (tenant_id, row.contact_id, row.action, row.channel, row.class_code, row.party, row.address,
-                     row.method, row.occurred_at_us, stamp, row.actor, row.basis, row.note, None, None, None)
+                     row.method, row.occurred_at_us, stamp, row.actor, row.basis, row.note, None, None, None, None)
                     for row in checked.rows
                 ),
                 key=_contact_of,

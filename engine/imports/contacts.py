@@ -210,7 +210,7 @@ class _ContactWriter:
             if row.opted_out and (found is None or not found[2]):
                 opt_outs.append(
                     (tenant_id, cid, "opt_out", None, None, None, None, "import", stamp, stamp,
-                     None, None, f"contacts import {self.name} line {row.line}", None, None, None)
+                     None, None, f"contacts import {self.name} line {row.line}", None, None, None, None)
                 )
         await record_event_rows(self.conn, opt_outs)
 

@@ -14,6 +14,9 @@ an earlier instant never sees a later review.
 
 Events are only ever inserted: nothing here updates or deletes a ledger row.
 
+A consent change on a contact that is linked to others (a household, a billing account)
+is copied onto them here, in the same transaction (engine/imports/carbon_copy.py).
+
 Consent changes that a tenant's webhook endpoints subscribe to are written to the webhook
 outbox in the same transaction (engine/webhooks/outbox.py): one query per batch when no
 endpoint wants them.
@@ -27,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Contact, ContactPoint
+from engine.imports.carbon_copy import with_carbon_copies
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
 from engine.imports.vocabulary import ACTIONS
 from engine.webhooks.outbox import ledger_outbox
@@ -96,9 +100,11 @@ async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> Non
     """The bulk form of record_events: complete rows in `EVENT_FIELDS` order, in order.
 
     Unchecked: the imports pass contact ids they have just looked up in the tenant.
+    Copies onto linked contacts are added after each event they copy.
     """
     if not rows:
         return
+    rows = await with_carbon_copies(conn, rows)
     outbox = await ledger_outbox(conn, rows)
     await executemany(conn, prepared(conn, "insert_events"), rows)
     await _project(conn, rows)

@@ -63,6 +63,7 @@ POINT_FIELDS = ("tenant_id", "contact_id", "kind", "address", "is_valid", "zones
 EVENT_FIELDS = (
     "tenant_id", "contact_id", "action", "channel", "class_code", "party", "address", "method",
     "occurred_at_us", "recorded_at_us", "actor", "basis", "note", "cause", "wording_id", "wording_version",
+    "linked_from",
 )
 
 

@@ -102,7 +102,7 @@ class LedgerOutbox:
                 _events.c.id, _events.c.tenant_id, _tenants.c.code, _contacts.c.external_id, _events.c.action,
                 _events.c.channel, _events.c.class_code, _events.c.party, _events.c.address, _events.c.method,
                 _events.c.cause, _events.c.actor, _events.c.basis, _events.c.note, _events.c.occurred_at_us,
-                _events.c.recorded_at_us, _events.c.wording_id, _events.c.wording_version,
+                _events.c.recorded_at_us, _events.c.wording_id, _events.c.wording_version, _events.c.linked_from,
             )
             .join(_contacts, _contacts.c.id == _events.c.contact_id)
             .join(_tenants, _tenants.c.id == _events.c.tenant_id)
@@ -120,7 +120,7 @@ class LedgerOutbox:
                 targets_of.setdefault((event_type.value.partition(".")[2], tenant), []).append(endpoint)
         # Plain tuples, unpacked: this loop runs once per ledger row of an import.
         for (ledger_id, tenant_id, tenant_code, external_id, action, channel, class_code, party, address, method,
-             cause, actor, basis, note, occurred_at_us, recorded_at_us, wording_id, wording_version) in (
+             cause, actor, basis, note, occurred_at_us, recorded_at_us, wording_id, wording_version, linked_from) in (
                 await conn.execute(query)):
             endpoints = targets_of.get((action, tenant_id))
             if not endpoints:
@@ -142,6 +142,9 @@ class LedgerOutbox:
                 "basis": basis,
                 "note": note,
                 "wording": {"id": wording_id, "version": wording_version} if wording_id else None,
+                # A carbon copy onto a linked contact names the contact the change was made
+                # on, so a DMS that syncs its own linked records does not copy it again.
+                "linked_from": {"external_id": linked_from} if linked_from else None,
                 "occurred_at": instant(occurred_at_us),
                 "recorded_at": instant(recorded_at_us),
             })
