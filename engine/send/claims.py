@@ -37,6 +37,8 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
@@ -46,7 +48,7 @@ from sqlalchemy.orm import aliased
 from engine.clock import Clock
 from engine.db.batches import Cap
 from engine.db.models import Campaign, Contact, Delivery
-from engine.db.retry import ATTEMPTS, SQLITE_BUSY, database_unreachable
+from engine.db.retry import ATTEMPTS, SQLITE_BUSY, database_unreachable, in_transaction
 from engine.db.states import HALTED_STATUSES, CampaignStatus, DeliveryState, Kind, Purpose
 from gating import DecisionKind, Reason
 
@@ -220,6 +222,9 @@ class Claimant:
         """Write results (dicts with `_id` and the same keys) where the row is still ours."""
         if not changes:
             return
+        # In id order, as claims and renewals lock rows: two transactions of one runner (the
+        # result writer and the renewal) then never wait on each other in a cycle.
+        changes = sorted(changes, key=itemgetter("_id"))
         keys = tuple(key for key in changes[0] if key != "_id")
         statement = self._record_statements.get(keys)
         if statement is None:
@@ -283,6 +288,24 @@ class Claimant:
             self.halted = CampaignStatus(status)
         return self.halted is not None
 
+    async def _renew(self, conn: AsyncConnection, until_us: int) -> None:
+        # Rows locked in id order (the subquery's FOR UPDATE), the order claims and result
+        # writes take them: a renewal and this runner's own result writer cannot deadlock.
+        ours = (
+            select(_d.c.id)
+            .where(_d.c.campaign_id == self.campaign_id, _d.c.state == DeliveryState.SENDING,
+                   _d.c.claim_token == self.token)
+            .order_by(_d.c.id)
+        )
+        if conn.dialect.name == "postgresql":
+            ours = ours.with_for_update()
+        await conn.execute(
+            update(_d).where(_d.c.id.in_(ours.scalar_subquery()), _d.c.claim_token == self.token)
+            .values(claim_until_us=until_us)
+        )
+        # The one extra query a pause costs: every runner sees it within ttl / 6.
+        await self._read_halt(conn)
+
     async def _renew_forever(self) -> None:
         while not self.lost:
             await asyncio.sleep(self.renew_every_s)
@@ -292,15 +315,7 @@ class Claimant:
             # least this, whenever the statement lands.
             started = self.clock()
             try:
-                async with self.engine.begin() as conn:
-                    await conn.execute(
-                        update(_d)
-                        .where(_d.c.campaign_id == self.campaign_id, _d.c.state == DeliveryState.SENDING,
-                               _d.c.claim_token == self.token)
-                        .values(claim_until_us=started + self.ttl_us)
-                    )
-                    # The one extra query a pause costs: every runner sees it within ttl / 6.
-                    await self._read_halt(conn)
+                await in_transaction(self.engine, partial(self._renew, until_us=started + self.ttl_us))
             except Exception as exc:  # noqa: BLE001 - a failed renewal shortens our view; may_dispatch decides
                 log.warning("campaign %s: claim renewal failed (%s)", self.campaign_id, _first_line(exc),
                             exc_info=not database_unreachable(exc))
