@@ -40,7 +40,7 @@ class TenantRecord:
 
 
 async def apply_policy(
-    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock
+    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock, actor: str | None = None
 ) -> tuple[TenantRecord, bool]:
     """Create or update a tenant from a validated policy; returns (tenant, changed).
 
@@ -72,6 +72,7 @@ async def apply_policy(
             policy_json=json.dumps(policy, sort_keys=True),
             source_yaml=source,
             applied_at_us=stamp,
+            applied_by=actor,
         )
     )
     await conn.execute(
@@ -89,6 +90,36 @@ async def _policy(conn: AsyncConnection, tenant_id: int, version: int) -> dict[s
         )
     ).scalar_one_or_none()
     return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyApplied:
+    """When a policy version was applied, and by whom (None: before this was recorded)."""
+
+    version: int
+    applied_at_us: int
+    applied_by: str | None
+
+
+async def policy_applied(conn: AsyncConnection, tenant_id: int, version: int) -> PolicyApplied:
+    row = (
+        await conn.execute(
+            select(TenantPolicyVersion.applied_at_us, TenantPolicyVersion.applied_by).where(
+                TenantPolicyVersion.tenant_id == tenant_id, TenantPolicyVersion.version == version
+            )
+        )
+    ).one()
+    return PolicyApplied(version, row.applied_at_us, row.applied_by)
+
+
+async def current_version(conn: AsyncConnection, tenant_id: int, *, lock: bool = False) -> int:
+    """The tenant's current policy version; `lock` holds the tenant row until the
+    transaction ends (PostgreSQL; SQLite writers are serialised anyway), so a conditional
+    update (If-Match) cannot race another."""
+    query = select(Tenant.policy_version).where(Tenant.id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).scalar_one()
 
 
 async def load_tenant(conn: AsyncConnection, code: str, version: int | None = None) -> TenantRecord:
