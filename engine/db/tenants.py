@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,13 @@ class TenantRecord:
     document: dict[str, Any]
     settings: TenantFile = field(init=False)  # the whole file, typed: senders, DKIM keys
     policy: TenantPolicy = field(init=False)  # the consent rules, as gating reads them
+    # A digest of the policy's content: equal policies share it, whatever tenant, version or
+    # database they came from, so what is derived from the policy alone can be kept by it.
+    fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
+        digest = hashlib.sha256(json.dumps(self.document, sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "fingerprint", digest)
         # The mapping was validated by campaigns/tenant_file.py when it was applied.
         object.__setattr__(self, "settings", TenantFile.model_validate(self.document))
         object.__setattr__(self, "policy", TenantPolicy.from_mapping(self.document))
