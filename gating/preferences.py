@@ -15,10 +15,10 @@ round-trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gating.compiled import compile_policy
+from gating.compiled import CompiledPolicy, compile_policy
 from gating.message import BULK, PARTIES, Message
 from gating.policy import ClassMode, TenantPolicy
 from gating.reasons import Reason
@@ -60,16 +60,19 @@ def channel_choices(
     ledger: Sequence[LedgerRow | tuple],
     now_us: int,
     parties: Iterable[str] = PARTIES,
+    compiler: Callable[[TenantPolicy, Message], CompiledPolicy] = compile_policy,
 ) -> list[Choice]:
     """Every choosable class x party on `channel` for one contact at `now_us`.
 
     `contact` is the contact's loader row for `channel` (its address there: events naming
-    another address do not count, as in a send); `ledger` its events, any order.
+    another address do not count, as in a send); `ledger` its events, any order. `compiler`
+    is `compile_policy` or a memo of it: a page asks for some thirty boxes, each its own
+    compiled message, and a policy version never changes, so the shell may keep them.
     """
     choices = []
     for class_code, mode in choosable_classes(policy):
         for party in parties:
-            compiled = compile_policy(policy, Message(BULK, channel, class_code, party))
+            compiled = compiler(policy, Message(BULK, channel, class_code, party))
             (state,) = build_states([contact], ledger, compiled, now_us=now_us)
             failing = state.mask
             if now_us > state.hold_after_us:

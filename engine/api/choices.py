@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from engine.api.recipients import Recipient
 from engine.db.batches import load_contact
 from engine.db.models import ConsentWording, Contact
+from engine.db.tenants import TenantRecord
 from engine.imports import record_events
+from gating import CompiledPolicy, Message, TenantPolicy, compile_policy
 from gating.preferences import Choice, channel_choices, fully_revoked
 
 __all__ = [
@@ -54,8 +57,26 @@ async def load_choices(
     rows, ledger = loaded
     choices: list[Choice] = []
     for channel in channels:
-        choices += channel_choices(recipient.tenant.policy, channel, rows[channel], ledger, now_us)
+        choices += channel_choices(recipient.tenant.policy, channel, rows[channel], ledger, now_us,
+                                   compiler=partial(_compiled, recipient.tenant))
     return choices
+
+
+# Compiled policies by (policy content, message): compiling depends on nothing else, so an
+# entry is never stale, whichever tenant, version or database asks. Bounded, oldest
+# dropped first.
+_COMPILED: OrderedDict[tuple[str, Message], CompiledPolicy] = OrderedDict()
+_COMPILED_MAX = 4096
+
+
+def _compiled(tenant: TenantRecord, policy: TenantPolicy, message: Message) -> CompiledPolicy:
+    key = (tenant.fingerprint, message)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = compile_policy(policy, message)
+        if len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return compiled
 
 
 async def remember_wording(conn: AsyncConnection, tenant_id: int, wording_id: str, text: str, now_us: int) -> str:

@@ -92,7 +92,7 @@ def tenant_apply(ctx: Context, path: str) -> None:
         engine = make_engine(ctx.settings().database_url)
         try:
             async with engine.begin() as conn:
-                return await apply_policy(conn, policy, source, ctx.clock)
+                return await apply_policy(conn, policy, source, ctx.clock, actor="cli")
         finally:
             await engine.dispose()
 

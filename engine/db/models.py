@@ -67,6 +67,9 @@ class TenantPolicyVersion(Base):
     policy_json: Mapped[str] = mapped_column(Text)
     source_yaml: Mapped[str] = mapped_column(Text)
     applied_at_us: Mapped[int] = mapped_column(BigInteger)
+    # Who applied it: the API key's name, or `cli` for `consentry tenant apply` (seed 001's
+    # settings page shows who changed the tenant's opt-in/opt-out settings, and when).
+    applied_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Contact(Base):

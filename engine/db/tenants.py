@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +33,20 @@ class TenantRecord:
     document: dict[str, Any]
     settings: TenantFile = field(init=False)  # the whole file, typed: senders, DKIM keys
     policy: TenantPolicy = field(init=False)  # the consent rules, as gating reads them
+    # A digest of the policy's content: equal policies share it, whatever tenant, version or
+    # database they came from, so what is derived from the policy alone can be kept by it.
+    fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
+        digest = hashlib.sha256(json.dumps(self.document, sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "fingerprint", digest)
         # The mapping was validated by campaigns/tenant_file.py when it was applied.
         object.__setattr__(self, "settings", TenantFile.model_validate(self.document))
         object.__setattr__(self, "policy", TenantPolicy.from_mapping(self.document))
 
 
 async def apply_policy(
-    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock
+    conn: AsyncConnection, policy: dict[str, Any], source: str, clock: Clock, actor: str | None = None
 ) -> tuple[TenantRecord, bool]:
     """Create or update a tenant from a validated policy; returns (tenant, changed).
 
@@ -72,6 +78,7 @@ async def apply_policy(
             policy_json=json.dumps(policy, sort_keys=True),
             source_yaml=source,
             applied_at_us=stamp,
+            applied_by=actor,
         )
     )
     await conn.execute(
@@ -89,6 +96,36 @@ async def _policy(conn: AsyncConnection, tenant_id: int, version: int) -> dict[s
         )
     ).scalar_one_or_none()
     return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyApplied:
+    """When a policy version was applied, and by whom (None: before this was recorded)."""
+
+    version: int
+    applied_at_us: int
+    applied_by: str | None
+
+
+async def policy_applied(conn: AsyncConnection, tenant_id: int, version: int) -> PolicyApplied:
+    row = (
+        await conn.execute(
+            select(TenantPolicyVersion.applied_at_us, TenantPolicyVersion.applied_by).where(
+                TenantPolicyVersion.tenant_id == tenant_id, TenantPolicyVersion.version == version
+            )
+        )
+    ).one()
+    return PolicyApplied(version, row.applied_at_us, row.applied_by)
+
+
+async def current_version(conn: AsyncConnection, tenant_id: int, *, lock: bool = False) -> int:
+    """The tenant's current policy version; `lock` holds the tenant row until the
+    transaction ends (PostgreSQL; SQLite writers are serialised anyway), so a conditional
+    update (If-Match) cannot race another."""
+    query = select(Tenant.policy_version).where(Tenant.id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).scalar_one()
 
 
 async def load_tenant(conn: AsyncConnection, code: str, version: int | None = None) -> TenantRecord:

@@ -220,3 +220,30 @@ async def test_health_metrics_and_unknown_routes(api: Api) -> None:
 
 def test_acme_fixture_policy_is_what_the_tests_assume() -> None:
     assert "survey: {mode: opt_in}" in ACME
+
+
+async def test_settings_are_versioned_with_who_and_when_and_updated_only_on_the_version_read(api: Api) -> None:
+    admin, manager = api.auth("acme-motors", "admin"), api.auth("acme-motors", "manager")
+    async with api.session.get(api.url("/api/v1/tenant/policy"), headers=admin) as response:
+        first = await response.json()
+        tag = response.headers["ETag"]
+    assert (tag, first["policy_version"], first["applied_by"]) == ('"policy-1"', 1, None)  # seeded before keys existed
+
+    # A manager changes the settings on the version it read...
+    async with api.session.put(api.url("/api/v1/tenant/policy"), json=ACME_POLICY, headers={**manager, "If-Match": tag}) as response:
+        assert response.status == 200, await response.text()
+        applied = await response.json()
+        new_tag = response.headers["ETag"]
+    assert (new_tag, applied["policy_version"], applied["applied_by"], applied["changed"]) == ('"policy-2"', 2, "manager key", True)
+    assert applied["applied_at"].endswith("Z")
+
+    # ...so an admin still holding version 1 is refused, and nothing changes.
+    stale = {**ACME_POLICY, "name": "Acme Motors Group"}
+    async with api.session.put(api.url("/api/v1/tenant/policy"), json=stale, headers={**admin, "If-Match": tag}) as response:
+        assert response.status == 412
+        assert response.headers["ETag"] == new_tag
+        assert "current version is 2" in (await response.json())["error"]
+    async with api.session.get(api.url("/api/v1/tenant/policy"), headers=admin) as response:
+        assert (await response.json())["policy"]["name"] == ACME_POLICY["name"]
+    async with api.session.put(api.url("/api/v1/tenant/policy"), json=stale, headers={**admin, "If-Match": new_tag}) as response:
+        assert response.status == 200 and (await response.json())["applied_by"] == "admin key"
