@@ -11,12 +11,15 @@ The status is the database's (`campaigns.status`), changed by one conditional UP
 request, so two requests racing cannot both win a transition; runners read it on every
 claim and every renewal (engine/send/claims.py). Templates are named, as in campaign.yaml,
 but only the built-in ones are found: the API never reads a file of the server's.
-`Idempotency-Key` is accepted and not yet stored: creating is idempotent by the campaign
-code itself (the same definition again → 200 with the campaign; a different one → 409).
+Creating is idempotent by the campaign code itself (the same definition again → 200 with
+the campaign; a different one → 409); with an `Idempotency-Key`, a repeat also gets the
+first answer again, status included (`Idempotent-Replayed: true`; engine/api/idempotency.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +27,16 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaigns.definition import CampaignDefinition, parse_campaign
+from engine.api import idempotency
 from engine.api.auth import Caller, Permission, requires
 from engine.api.campaign_runs import runs
 from engine.api.problems import problem
 from engine.api.requests import at_param, json_object, own_tenant
-from engine.api.services import services
+from engine.api.services import Services, services
 from engine.db import deliveries as ledger
 from engine.db.models import Campaign
 from engine.db.states import CampaignStatus
@@ -60,7 +65,27 @@ CANCEL_FROM = (S.DRAFT, S.RUNNING, S.INCOMPLETE, S.WAITING, S.PAUSED, S.CANCELLE
 @requires(Permission.RUN_CAMPAIGNS)
 async def create(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
+    key = idempotency.request_key(request)
     body = own_tenant(await json_object(request), caller)
+    if key is None:
+        return await _create(shared, caller, body)
+    digest = idempotency.request_hash(request, await request.read())
+    async with shared.engine.connect() as conn:
+        stored = await idempotency.replay(conn, caller.tenant_id, key, digest)
+    if stored is not None:
+        return stored
+    response = await _create(shared, caller, body)
+    if response.status in (200, 201):
+        # After the work, in its own transaction: a crash in between leaves no key, and the
+        # repeat is answered by the campaign code as above.
+        with contextlib.suppress(IntegrityError):
+            async with shared.engine.begin() as conn:
+                await idempotency.remember(conn, caller.tenant_id, key, digest, response.status,
+                                           json.loads(response.text or "null"), shared.clock())
+    return response
+
+
+async def _create(shared: Services, caller: Caller, body: dict[str, Any]) -> web.Response:
     template = body.get("template")
     if isinstance(template, str) and "/" in template:
         raise InputError("the API takes the name of a built-in template, not a path", field="template")
@@ -190,7 +215,7 @@ _CODE = {"name": "code", "in": "path", "required": True, "schema": {"type": "str
 _AT = {"name": "at", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"},
        "description": "Gate as at this instant (ISO 8601 with an offset); default now."}
 _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
-                "description": "Accepted; creation is idempotent by the campaign code (same definition → 200)."}
+                "description": "A repeat gets the first answer again; creation is idempotent by the campaign code too."}
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -17,9 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
-from engine.api import openapi
+from engine.api import idempotency, openapi
 from engine.api.auth import Caller, Permission, requires
+from engine.api.problems import problem
 from engine.api.requests import int_param, json_object
 from engine.api.services import services
 from engine.errors import InputError, NotFoundError
@@ -79,16 +81,29 @@ def _endpoint_id(request: web.Request) -> int:
 @requires(Permission.MANAGE_WEBHOOKS)
 async def create(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
+    key = idempotency.request_key(request)
     body = await json_object(request)
     unknown = sorted(set(body) - {"url", "event_types", "description"})
     if unknown:
         raise InputError("unknown field (expected url, event_types, description)", field=unknown[0])
-    async with shared.engine.begin() as conn:
-        record, secret = await create_endpoint(
-            conn, caller.tenant_id, body.get("url"), body.get("event_types"), body.get("description"), shared.clock()
-        )
-    location = f"/api/v1/webhooks/{record.id}"
-    return web.json_response({**endpoint_json(record), "secret": secret}, status=201, headers={"Location": location})
+    digest = idempotency.request_hash(request, await request.read())
+    try:
+        async with shared.engine.begin() as conn:
+            if key is not None:
+                stored = await idempotency.replay(conn, caller.tenant_id, key, digest)
+                if stored is not None:
+                    return stored
+            record, secret = await create_endpoint(
+                conn, caller.tenant_id, body.get("url"), body.get("event_types"), body.get("description"), shared.clock()
+            )
+            answer = {**endpoint_json(record), "secret": secret}
+            if key is not None:  # in the same transaction: one endpoint per key, whatever happens
+                await idempotency.remember(conn, caller.tenant_id, key, digest, 201, answer, shared.clock())
+    except IntegrityError:
+        if key is None:
+            raise
+        return problem(409, f"another request with this {idempotency.HEADER} is being processed; retry it")
+    return web.json_response(answer, status=201, headers={"Location": f"/api/v1/webhooks/{record.id}"})
 
 
 @routes.get("/api/v1/webhooks")

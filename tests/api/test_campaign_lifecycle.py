@@ -278,3 +278,16 @@ def test_every_campaign_route_is_described_and_every_reference_resolves() -> Non
         assert routes == described, module.__name__
         refs = re.findall(r'"#/components/schemas/(\w+)"', json.dumps([module.OPENAPI_PATHS, getattr(module, "OPENAPI_COMPONENTS", {})]))
         assert set(refs) <= components, set(refs) - components
+
+
+async def test_an_idempotency_key_replays_the_first_answer(capi: Api) -> None:
+    headers = {**capi.auth("acme-motors", "marketer"), "Idempotency-Key": "create-spring"}
+    answers = []
+    for _ in range(2):
+        async with capi.session.post(capi.url("/api/v1/campaigns"), json=CAMPAIGN, headers=headers) as response:
+            answers.append((response.status, await response.json(), response.headers.get("Idempotent-Replayed")))
+    # Without the key the repeat would be a 200 (the campaign exists); with it, the first 201.
+    assert [a[0] for a in answers] == [201, 201] and answers[0][1] == answers[1][1] and answers[1][2] == "true"
+    other = {**CAMPAIGN, "subject": "Another subject"}
+    async with capi.session.post(capi.url("/api/v1/campaigns"), json=other, headers=headers) as response:
+        assert response.status == 422

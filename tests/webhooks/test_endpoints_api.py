@@ -98,3 +98,15 @@ async def test_deleting_an_endpoint_removes_it_from_the_listing(api: Api) -> Non
         assert (await r.json())["webhooks"] == []
     async with api.session.delete(api.url(f"/api/v1/webhooks/{created['id']}"), headers=admin) as r:
         assert r.status == 404
+
+
+async def test_one_idempotency_key_registers_one_endpoint(api: Api) -> None:
+    headers = {**api.auth("acme-motors", "admin"), "Idempotency-Key": "hook-1"}
+    body = {"url": "https://crm.acme.example/hooks", "event_types": ["consent.revoke"]}
+    answers = []
+    for _ in range(2):
+        async with api.session.post(api.url("/api/v1/webhooks"), json=body, headers=headers) as response:
+            answers.append((response.status, await response.json(), response.headers.get("Idempotent-Replayed")))
+    assert [a[0] for a in answers] == [201, 201] and answers[0][1] == answers[1][1] and answers[1][2] == "true"
+    async with api.session.get(api.url("/api/v1/webhooks"), headers=api.auth("acme-motors", "admin")) as response:
+        assert len((await response.json())["webhooks"]) == 1
