@@ -66,16 +66,21 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 
+_RFC9457: dict[str, Any] = {
+    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+}
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "Problem": {
         "type": "object",
+        "description": "RFC 9457 problem details; `error` repeats `detail`",
         "required": ["error"],
-        "properties": {"error": {"type": "string"}},
+        "properties": {**_RFC9457, "error": {"type": "string"}},
     },
     "InputProblem": {
         "type": "object",
+        "description": "RFC 9457 problem details with every invalid field",
         "required": ["errors"],
-        "properties": {
+        "properties": {**_RFC9457,
             "errors": {
                 "type": "array",
                 "items": {

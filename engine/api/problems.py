@@ -1,13 +1,17 @@
-"""Error responses of the JSON API, one shape for all of them.
+"""Error responses of the JSON API, one shape for all of them: RFC 9457 problem details.
 
-`{"error": message}` with the HTTP status; bad input (422) lists every problem as
-`{"errors": [{"field": ..., "message": ...}]}`, the field being the dotted path into the
-request body or the query parameter, so a client can point at it.
+Every error carries the RFC 9457 members `type` (`about:blank`: the status says it all),
+`title` (the status's reason phrase), `status` and `detail`, plus `error` (the same text as
+`detail`, the member clients of the first API read). Bad input (422) lists every problem as
+`errors: [{"field": ..., "message": ...}]`, the field being the dotted path into the
+request body, the query parameter or the header, so a client can point at it. The media
+type stays `application/json`, which every client parses; the members are RFC 9457's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -16,8 +20,12 @@ from engine.errors import ConflictError, InputError, InputErrors, NotFoundError
 __all__ = ["api_errors", "input_problem", "problem"]
 
 
+def _details(status: int, detail: str) -> dict[str, object]:
+    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+
+
 def problem(status: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return web.json_response({**_details(status, message), "error": message}, status=status, headers=headers)
 
 
 def input_problem(errors: InputError | InputErrors | Iterable[InputError]) -> web.Response:
@@ -29,7 +37,8 @@ def input_problem(errors: InputError | InputErrors | Iterable[InputError]) -> we
     else:
         items = list(errors)
     body = [{"field": error.field, "message": error.message} for error in items]
-    return web.json_response({"errors": body}, status=422)
+    detail = f"{len(body)} field{'s' if len(body) != 1 else ''} of the request {'are' if len(body) != 1 else 'is'} invalid"
+    return web.json_response({**_details(422, detail), "errors": body}, status=422)
 
 
 def _without_dashes(error: InputError) -> InputError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import pytest
 from sqlalchemy import update
 
@@ -247,3 +249,16 @@ async def test_settings_are_versioned_with_who_and_when_and_updated_only_on_the_
         assert (await response.json())["policy"]["name"] == ACME_POLICY["name"]
     async with api.session.put(api.url("/api/v1/tenant/policy"), json=stale, headers={**admin, "If-Match": new_tag}) as response:
         assert response.status == 200 and (await response.json())["applied_by"] == "admin key"
+
+
+async def test_errors_are_rfc_9457_problem_details(api: Api) -> None:
+    async with api.session.get(api.url("/api/v1/tenant/policy")) as response:
+        assert response.status == 401
+        body = await response.json()
+    assert {key: body[key] for key in ("type", "title", "status")} == {"type": "about:blank", "title": "Unauthorized", "status": 401}
+    assert body["detail"] == body["error"]
+    policy = {**ACME_POLICY, "regime": "maybe"}
+    async with api.session.put(api.url("/api/v1/tenant/policy"), json=policy, headers=api.auth("acme-motors", "admin")) as response:
+        body = await response.json()
+    assert (body["status"], body["title"], body["detail"]) == (422, HTTPStatus(422).phrase, "1 field of the request is invalid")
+    assert [error["field"] for error in body["errors"]] == ["regime"]
