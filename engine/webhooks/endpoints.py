@@ -91,7 +91,19 @@ def validate_url(url: object, field: str = "url") -> str:
         raise InputError("a URL fragment is never sent: remove it", field=field)
     if parts.scheme == "http" and not _is_loopback(host):
         raise InputError(f"{url!r}: plain http is allowed only to a loopback address; use https", field=field)
+    if _is_link_local(host):
+        # Cloud metadata services live there (169.254.169.254): an endpoint pointed at one
+        # would have the dispatcher fetch instance credentials. A CRM on a private network
+        # (10/8, 192.168/16) is fine; a link-local address never is a receiver.
+        raise InputError(f"{url!r}: a link-local address is not a webhook receiver", field=field)
     return url
+
+
+def _is_link_local(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_link_local
+    except ValueError:
+        return False  # a name: resolved by the dispatcher, like any client would
 
 
 def _is_loopback(host: str) -> bool:

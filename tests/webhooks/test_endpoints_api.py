@@ -73,6 +73,9 @@ async def test_bad_registrations_name_every_field(api: Api) -> None:
         ({"url": "http://dms.acme.example/hook", "event_types": ["consent.revoke"]}, {"url"}),
         ({"url": "https://user:pw@dms.acme.example/hook", "event_types": ["consent.revoke"]}, {"url"}),
         ({"url": "ftp://dms.acme.example/hook", "event_types": ["consent.revoke"]}, {"url"}),
+        # The cloud metadata service: never a receiver (the dispatcher would fetch credentials).
+        ({"url": "https://169.254.169.254/latest/meta-data/", "event_types": ["consent.revoke"]}, {"url"}),
+        ({"url": "https://[fe80::1]/hook", "event_types": ["consent.revoke"]}, {"url"}),
         ({"url": HOOK, "event_types": ["consent.revoke", "consent.teleport"]}, {"event_types[1]"}),
         ({"url": HOOK, "event_types": []}, {"event_types"}),
         ({"event_types": "consent.revoke"}, {"url", "event_types"}),
