@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # The same LEB128 ids as the unsubscribe tokens.
-from engine.render.tokens import _get_varint, _put_varint, signed_by_any
+from engine.render.tokens import _put_varint, read_varints, signed_by_any
 
 __all__ = ["ReturnPathClaims", "split_tagged", "tagged_address", "sign_return_path", "verify_return_path"]
 
@@ -70,14 +70,8 @@ def verify_return_path(secret: bytes | Sequence[bytes], token: str) -> ReturnPat
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
     if not signed_by_any(secret, payload, mac, _mac):
         return None
-    values: list[int] = []
-    position = 1
-    for _ in range(2):
-        value, position = _get_varint(payload, position)
-        if value is None:
-            return None
-        values.append(value)
-    if position != len(payload):
+    values = read_varints(payload, 1, 2)
+    if values is None:
         return None
     return ReturnPathClaims(tenant_id=values[0], delivery_id=values[1])
 

@@ -77,14 +77,8 @@ def verify_token(secret: bytes | Sequence[bytes], token: str) -> TokenClaims | N
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
     if not signed_by_any(secret, payload, mac, _mac):
         return None
-    values: list[int] = []
-    position = 2
-    for _ in range(3):
-        value, position = _get_varint(payload, position)
-        if value is None:
-            return None
-        values.append(value)
-    if position != len(payload):
+    values = read_varints(payload, 2, 3)
+    if values is None:
         return None
     tenant_id, campaign_plus_one, contact_id = values
     return TokenClaims(
@@ -103,6 +97,19 @@ def unsubscribe_url(public_url: str, token: str) -> str:
 def preferences_url(public_url: str, token: str) -> str:
     """The preference-centre link: `{public_url}/p/{token}`."""
     return f"{public_url.rstrip('/')}/p/{token}"
+
+
+def read_varints(payload: bytes, start: int, count: int) -> list[int] | None:
+    """Exactly `count` varints from `start` to the end of `payload`, or None if it holds
+    fewer, more, or a malformed one (a signed token's fields)."""
+    values: list[int] = []
+    position = start
+    for _ in range(count):
+        value, position = _get_varint(payload, position)
+        if value is None:
+            return None
+        values.append(value)
+    return values if position == len(payload) else None
 
 
 def signed_by_any(
