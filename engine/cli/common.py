@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.clock import Clock, system_clock
 from engine.config import Settings
@@ -93,6 +94,20 @@ def refuse_public_defaults(settings: Settings, command: str, host: str | None = 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
+
+
+def run_on_database(ctx: Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """`work(engine)` on the configured database, the engine disposed however it ends."""
+    from engine.db.session import make_engine
+
+    async def _run() -> T:
+        engine = make_engine(ctx.settings().database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return run(_run())
 
 
 def report_error(exc: BaseException, debug: bool) -> int:

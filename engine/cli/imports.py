@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.common import Context, common_options, pass_context, run, run_on_database
 from engine.imports.parallel import DEFAULT_WORKERS
 
 
@@ -99,17 +99,9 @@ def contacts_import(ctx: Context, path: str, tenant: str, skip_invalid: bool, re
 def contacts_link(ctx: Context, path: str, tenant: str, actor: str | None) -> None:
     """Link contacts from a CSV file (external_id,linked_external_id,kind): a consent
     change on one is then copied onto the other (docs/imports.md, "Linked contacts")."""
-    from engine.db.session import make_engine
     from engine.imports.links import import_links
 
-    async def _link():
-        engine = make_engine(ctx.settings().database_url)
-        try:
-            return await import_links(engine, path, tenant, actor=actor, clock=ctx.clock)
-        finally:
-            await engine.dispose()
-
-    click.echo(str(run(_link())))
+    click.echo(str(run_on_database(ctx, lambda engine: import_links(engine, path, tenant, actor=actor, clock=ctx.clock))))
 
 
 @click.group()
@@ -141,14 +133,9 @@ def consent_migrate_legacy(ctx: Context, path: str, tenant: str, assume: str, ac
     """Map legacy DPA flags (external_id,no_marketing,no_follow_up) to consent events;
     a later run with --assume no_permission reverses the assumed grants
     (docs/imports.md, "Legacy flags")."""
-    from engine.db.session import make_engine
     from engine.imports.legacy import Assumption, migrate_legacy_flags
 
-    async def _migrate():
-        engine = make_engine(ctx.settings().database_url)
-        try:
-            return await migrate_legacy_flags(engine, path, tenant, Assumption(assume), actor=actor, clock=ctx.clock)
-        finally:
-            await engine.dispose()
-
-    click.echo(str(run(_migrate())))
+    summary = run_on_database(
+        ctx, lambda engine: migrate_legacy_flags(engine, path, tenant, Assumption(assume), actor=actor, clock=ctx.clock)
+    )
+    click.echo(str(summary))
