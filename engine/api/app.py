@@ -22,6 +22,7 @@ Routes (docs/api.md):
     GET  DELETE /api/v1/webhooks/{id}           (admin key)
     GET       /api/v1/webhooks/{id}/deliveries  (admin key) each event's delivery state
     GET       /healthz
+    GET  POST /desk/...                         the desk: web pages behind sign-in (engine/desk/)
 
 /metrics is not among them: it names every tenant, so `consentry serve` exports it on a
 listener of its own (`--metrics-host/--metrics-port`, loopback by default), never on this
@@ -41,6 +42,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine import desk
 from engine.api import (
     active_campaigns,
     campaign_lifecycle,
@@ -98,6 +100,7 @@ def build_app(
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
     for module in MODULES:
         app.router.add_routes(module.routes)
+    desk.install(app)
     active_campaigns.install(app, database, instruments)
     campaign_runs.install(app, settings, clock)
     if settings.webhook_dispatch:

@@ -13,6 +13,10 @@ Roles (what the seeded policy says about who may change what):
 | `manager`  | yes     | yes                       | yes                                   | read, write   | read, write              |
 | `marketer` | yes     | yes                       | yes                                   | read          | read                     |
 | `sales`    | yes     | no                        | no                                    | read          | read, write              |
+| `viewer`   | yes     | status, deliveries        | no                                    | read          | read                     |
+
+A `viewer` (an owner looking at reports, an auditor) reads everything its tenant has and
+changes nothing; a dry-run check is a marketer's tool, so it is not among its rights.
 
 Individual replies (`POST /api/v1/contacts/{external_id}/replies`): `admin`, `manager` and
 `sales`.
@@ -47,6 +51,7 @@ class Role(StrEnum):
     MANAGER = "manager"
     MARKETER = "marketer"
     SALES = "sales"
+    VIEWER = "viewer"
 
 
 class Permission(StrEnum):
@@ -79,7 +84,7 @@ _RECORD_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.SALES})
 ALLOWED: dict[Permission, frozenset[Role]] = {
     Permission.EXPLAIN: _EVERYONE,
     Permission.CHECK_CAMPAIGNS: _CAMPAIGN_ROLES,
-    Permission.READ_CAMPAIGNS: _CAMPAIGN_ROLES,
+    Permission.READ_CAMPAIGNS: _CAMPAIGN_ROLES | {Role.VIEWER},
     Permission.READ_POLICY: _EVERYONE,
     Permission.WRITE_POLICY: _POLICY_ROLES,
     Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
@@ -93,9 +98,11 @@ ALLOWED: dict[Permission, frozenset[Role]] = {
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The holder of a valid key: the only tenant it may see, and its role."""
+    """The holder of a valid key (or a desk session, engine/desk/sessions.py): the only
+    tenant it may see, its role, and the name recorded as `actor` of what it changes."""
 
-    key_id: int
+    # None for a desk user signed in with a password (no key involved).
+    key_id: int | None
     key_name: str
     tenant_id: int
     tenant_code: str

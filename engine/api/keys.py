@@ -41,7 +41,7 @@ async def create_api_key(
 ) -> tuple[ApiKeyRecord, str]:
     """A new key for a tenant; returns its record and the key itself (shown once)."""
     if role not in {r.value for r in Role}:
-        raise InputError(f"{role!r} is not a role (admin, manager, marketer, sales)", field="--role")
+        raise InputError(f"{role!r} is not a role (admin, manager, marketer, sales, viewer)", field="--role")
     name = name.strip()
     if not name or len(name) > 200:
         raise InputError("a key needs a name of 1 to 200 characters", field="--name")

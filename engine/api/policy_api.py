@@ -90,8 +90,8 @@ async def write_policy(request: web.Request, caller: Caller) -> web.Response:
                                headers={"ETag": etag(version)})
         tenant, changed = await apply_policy(conn, policy, source, shared.clock, actor=caller.key_name)
         if changed:
-            log.info("tenant %s: policy version %d applied by API key %d (%s)", tenant.code, tenant.policy_version,
-                     caller.key_id, caller.key_name)
+            log.info("tenant %s: policy version %d applied by %s", tenant.code, tenant.policy_version,
+                     caller.key_name)
         return await _answer(conn, tenant, changed)
 
 

@@ -24,6 +24,7 @@ class LazyGroup(click.Group):
         "inbound": "engine.cli.inbound:inbound",
         "serve": "engine.cli.serve:serve",
         "keys": "engine.cli.serve:keys",
+        "users": "engine.cli.users:users",
         "worker": "engine.cli.worker:worker",
         "webhooks": "engine.cli.webhooks:webhooks",
     }

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.clock import Clock, system_clock
 from engine.config import Settings
@@ -108,6 +108,16 @@ def run_on_database(ctx: Context, work: Callable[[AsyncEngine], Awaitable[T]]) -
             await engine.dispose()
 
     return run(_run())
+
+
+def run_in_transaction(ctx: Context, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`work(conn)` in one transaction on the configured database (committed if it returns)."""
+
+    async def _work(engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return run_on_database(ctx, _work)
 
 
 def report_error(exc: BaseException, debug: bool) -> int:

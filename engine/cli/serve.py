@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
+from engine.cli.common import (
+    Context,
+    common_options,
+    pass_context,
+    refuse_public_defaults,
+    run,
+    run_in_transaction,
+)
 
 __all__ = ["keys", "serve"]
 
-ROLES = ("admin", "manager", "marketer", "sales")
+ROLES = ("admin", "manager", "marketer", "sales", "viewer")
 
 
 @click.command("serve")
@@ -64,7 +71,7 @@ def keys_create(ctx: Context, tenant: str, role: str, name: str) -> None:
     """Create a key; it is printed once and never stored (only its SHA-256 is)."""
     from engine.api.keys import create_api_key
 
-    record, key = run(_in_transaction(ctx, lambda conn: create_api_key(conn, tenant, role, name, ctx.clock)))
+    record, key = run_in_transaction(ctx, lambda conn: create_api_key(conn, tenant, role, name, ctx.clock))
     click.echo(key)
     click.echo(f"key {record.id} for tenant {record.tenant}, role {record.role}: store it now, it is not shown again", err=True)
 
@@ -78,7 +85,7 @@ def keys_list(ctx: Context, tenant: str) -> None:
     from engine.api.keys import list_api_keys
     from engine.timeutil import iso_z
 
-    for record in run(_in_transaction(ctx, lambda conn: list_api_keys(conn, tenant))):
+    for record in run_in_transaction(ctx, lambda conn: list_api_keys(conn, tenant)):
         state = f"revoked {iso_z(record.revoked_at_us)}" if record.revoked_at_us else "active"
         click.echo(f"{record.id}\t{record.role}\t{record.name}\tcreated {iso_z(record.created_at_us)}\t{state}")
 
@@ -92,16 +99,5 @@ def keys_revoke(ctx: Context, key_id: int, tenant: str) -> None:
     """Revoke a key by its id (see `keys list`): it stops working at once."""
     from engine.api.keys import revoke_api_key
 
-    record = run(_in_transaction(ctx, lambda conn: revoke_api_key(conn, tenant, key_id, ctx.clock)))
+    record = run_in_transaction(ctx, lambda conn: revoke_api_key(conn, tenant, key_id, ctx.clock))
     click.echo(f"key {record.id} ({record.name}) of tenant {record.tenant} revoked")
-
-
-async def _in_transaction(ctx: Context, work):  # noqa: ANN001, ANN202
-    from engine.db.session import make_engine
-
-    engine = make_engine(ctx.settings().database_url)
-    try:
-        async with engine.begin() as conn:
-            return await work(conn)
-    finally:
-        await engine.dispose()

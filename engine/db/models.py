@@ -381,3 +381,40 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeskUser(Base):
+    """A person who signs in to the desk (engine/desk/) with a name and a password, with one
+    role of one tenant, like an API key. Only a scrypt digest of the password is kept."""
+
+    __tablename__ = "desk_users"
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    username: Mapped[str] = mapped_column(String(200))
+    # "scrypt$n$r$p$salt$digest" (engine/desk/passwords.py).
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    disabled_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DeskSession(Base):
+    """A signed-in browser (engine/desk/sessions.py). The cookie carries a random id; the
+    row keeps its SHA-256, so a leaked table opens no session. A session is either a desk
+    user's or an API key's (exactly one of the two ids), and ends at `expires_at_us` or
+    when signed out; a disabled user or a revoked key ends it at once."""
+
+    __tablename__ = "desk_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    # Compared with every form's hidden field (synchronizer token).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    ended_at_us: Mapped[int | None] = mapped_column(BigInteger)

@@ -82,7 +82,7 @@ B1,Bob,Stone,bob@bravo.example,(213) 555-0101,America/New_York,US,,Walk-in,,
 C1,Carl,Ortiz,carl@bravo.example,(646) 555-0111,America/New_York,US,,Walk-in,,
 """
 
-ROLES = ("admin", "manager", "marketer", "sales")
+ROLES = ("admin", "manager", "marketer", "sales", "viewer")
 
 
 @dataclass

@@ -101,7 +101,7 @@ async def _finished(api: Api, tenant: str, code: str = "spring-offer", timeout: 
 @pytest.mark.parametrize("role", ROLES)
 async def test_who_may_create_a_campaign(capi: Api, role: str) -> None:
     status, body = await _post(capi, "/api/v1/campaigns", "acme-motors", role, CAMPAIGN)
-    if role == "sales":
+    if role in ("sales", "viewer"):
         assert status == 403
         return
     assert status == 201, body
@@ -147,13 +147,14 @@ async def test_create_is_idempotent_by_code_and_validates_like_campaign_yaml(cap
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_action_by_role(capi: Api, role: str) -> None:
-    """Every action with every role: sales is refused; the others get past the role check
-    (the answer is then the campaign's: a draft cannot be paused or resumed)."""
+    """Every action with every role: sales and viewers are refused; the others get past the
+    role check (the answer is then the campaign's: a draft cannot be paused or resumed). A
+    viewer reads the deliveries."""
     await _create(capi)
     expected = {"check": 200, "pause": 409, "resume": 409, "cancel": 200, "launch": 409}
     for action in ("check", "pause", "resume", "cancel", "launch"):  # launch after cancel: 409
         status, body = await _post(capi, f"/api/v1/campaigns/spring-offer/{action}", "acme-motors", role)
-        assert status == (403 if role == "sales" else expected[action]), (action, body)
+        assert status == (403 if role in ("sales", "viewer") else expected[action]), (action, body)
     async with capi.session.get(capi.url("/api/v1/campaigns/spring-offer/deliveries"), headers=capi.auth("acme-motors", role)) as r:
         assert r.status == (403 if role == "sales" else 200)
 
