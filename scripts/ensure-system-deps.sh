@@ -4,6 +4,9 @@
 #   - PostgreSQL server binaries (initdb, postgres, pg_ctl), on PATH or in
 #     /usr/lib/postgresql/<version>/bin (Debian does not put initdb on PATH)
 #   - Chromium and its WebDriver (Debian's chromium, chromium-driver): the pages' browser tests
+#   - axe-core (the accessibility checker the desk's browser tests run in Chromium): npm
+#     (Debian's npm, for its client) packs the pinned version from the configured registry
+#     into .cache/axe-core/ of this checkout, which keeps only axe.min.js (git-ignored)
 #   - the `postgres` system user (PostgreSQL refuses to run as root, so the tests run it
 #     as this user when they are root)
 #   - Postfix (the relay tests run a private instance on loopback, tests/servers.py) with
@@ -22,7 +25,7 @@ bootstrap=false
 for arg in "$@"; do
     case "$arg" in
         --bootstrap) bootstrap=true ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "ensure-system-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -51,11 +54,36 @@ have_python_with_venv() {
     return 1
 }
 
+# Pinned: a new axe-core release adds rules, and a page that passed must not start failing
+# on its own. Bump it on purpose (docs/desk.md, "Accessibility and browser tests").
+AXE_CORE_VERSION=4.10.3
+checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+axe_dir="$checkout/.cache/axe-core"
+
+have_axe_core() {
+    [ -s "$axe_dir/$AXE_CORE_VERSION/axe.min.js" ]
+}
+
+# `npm pack` fetches the package tarball through npm's own configuration (registry, proxy,
+# cache); only axe.min.js is kept, in a folder named for the version.
+fetch_axe_core() {
+    have_axe_core && return 0
+    local work
+    work="$(mktemp -d)"
+    (cd "$work" && npm pack --silent "axe-core@$AXE_CORE_VERSION" >/dev/null) \
+        || { rm -rf "$work"; echo "ensure-system-deps: npm pack axe-core@$AXE_CORE_VERSION failed" >&2; return 1; }
+    tar -xzf "$work/axe-core-$AXE_CORE_VERSION.tgz" -C "$work" package/axe.min.js
+    mkdir -p "$axe_dir/$AXE_CORE_VERSION"
+    mv "$work/package/axe.min.js" "$axe_dir/$AXE_CORE_VERSION/axe.min.js"
+    rm -rf "$work"
+}
+
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 have_postgres_binaries || packages+=(postgresql)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+have_axe_core || command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/postmap ] || packages+=(postfix)
 command -v saslpasswd2 >/dev/null 2>&1 || packages+=(sasl2-bin)
 [ -e /usr/lib/x86_64-linux-gnu/sasl2/libplain.so.2 ] || ls /usr/lib/*/sasl2/libplain.so* >/dev/null 2>&1 \
@@ -68,6 +96,7 @@ need_user=false
 id -u postgres >/dev/null 2>&1 || need_user=true
 
 if [ ${#packages[@]} -eq 0 ] && ! $need_user; then
+    fetch_axe_core
     exit 0
 fi
 
@@ -83,6 +112,7 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 1
     fi
     # Not root: the tests run PostgreSQL as the current user, so no `postgres` user is needed.
+    fetch_axe_core
     exit 0
 fi
 
@@ -126,3 +156,4 @@ have_postgres_binaries || { echo "ensure-system-deps: PostgreSQL binaries still 
 command -v chromedriver >/dev/null 2>&1 || { echo "ensure-system-deps: chromedriver still missing" >&2; exit 1; }
 [ -x /usr/sbin/postfix ] || { echo "ensure-system-deps: postfix still missing" >&2; exit 1; }
 command -v saslpasswd2 >/dev/null 2>&1 || { echo "ensure-system-deps: saslpasswd2 (sasl2-bin) still missing" >&2; exit 1; }
+fetch_axe_core || exit 1

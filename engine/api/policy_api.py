@@ -10,12 +10,18 @@ Conditional updates: GET and PUT answer with `ETag: "policy-<version>"`. A PUT c
 `If-Match` with any other tag is refused with 412 and changes nothing (someone changed the
 settings since this client read them); `If-Match: *` or no If-Match applies
 unconditionally (clients that edit a copy they read should send it).
+
+The desk's settings page (engine/desk/settings.py) saves through the same two functions,
+`policy_document` and `save_policy`, so a version it applies is validated, stored and
+recorded exactly as one sent here.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +34,7 @@ from engine.api.auth import Caller, Permission, requires
 from engine.api.problems import problem
 from engine.api.requests import json_object, own_tenant
 from engine.api.services import services
+from engine.clock import Clock
 from engine.db.tenants import (
     TenantRecord,
     apply_policy,
@@ -35,9 +42,10 @@ from engine.db.tenants import (
     load_tenant,
     policy_applied,
 )
+from engine.errors import ConflictError
 from engine.timeutil import iso_z
 
-__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
+__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "StalePolicyError", "policy_document", "routes", "save_policy"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -64,6 +72,42 @@ async def _answer(conn: AsyncConnection, tenant: TenantRecord, changed: bool | N
     return web.json_response(body, headers={"ETag": etag(tenant.policy_version)})
 
 
+class StalePolicyError(ConflictError):
+    """The policy changed since the client read it: nothing was applied."""
+
+    def __init__(self, current: int) -> None:
+        self.current = current
+        super().__init__(f"the policy changed since it was read: the current version is {current}")
+
+
+def policy_document(body: dict[str, Any], caller: Caller) -> tuple[dict[str, Any], str]:
+    """A policy as PUT sends it (tenant.yaml as JSON), validated key by key: returns (the
+    policy with every default filled in, the source text to store). Raises InputErrors
+    located at each bad key, or InputError for another tenant's code."""
+    body = own_tenant(body, caller)
+    # JSON is YAML, so the stored source stays readable by `consentry tenant apply`.
+    source = json.dumps(body, indent=2, ensure_ascii=False)
+    return validate_tenant(YamlSource("tenant policy", body, None)), source
+
+
+async def save_policy(
+    conn: AsyncConnection, caller: Caller, policy: dict[str, Any], source: str, clock: Clock,
+    matches: Callable[[int], bool] | None = None,
+) -> tuple[TenantRecord, bool]:
+    """Apply a validated policy as a new version recorded with `caller.key_name` and the
+    clock's time; returns (tenant, changed). With `matches`, the current version is read
+    under a lock first and, unless `matches(version)`, StalePolicyError is raised and
+    nothing is written (an edit made on a copy someone else has since replaced)."""
+    if matches is not None:
+        version = await current_version(conn, caller.tenant_id, lock=True)
+        if not matches(version):
+            raise StalePolicyError(version)
+    tenant, changed = await apply_policy(conn, policy, source, clock, actor=caller.key_name)
+    if changed:
+        log.info("tenant %s: policy version %d applied by %s", tenant.code, tenant.policy_version, caller.key_name)
+    return tenant, changed
+
+
 @routes.get("/api/v1/tenant/policy")
 @requires(Permission.READ_POLICY)
 async def read_policy(request: web.Request, caller: Caller) -> web.Response:
@@ -75,23 +119,20 @@ async def read_policy(request: web.Request, caller: Caller) -> web.Response:
 @routes.put("/api/v1/tenant/policy")
 @requires(Permission.WRITE_POLICY)
 async def write_policy(request: web.Request, caller: Caller) -> web.Response:
-    body = own_tenant(await json_object(request), caller)
-    # JSON is YAML, so the stored source stays readable by `consentry tenant apply`.
-    source = json.dumps(body, indent=2, ensure_ascii=False)
-    policy = validate_tenant(YamlSource("tenant policy", body, None))
+    policy, source = policy_document(await json_object(request), caller)
     condition = request.headers.get("If-Match")
     shared = services(request)
     async with shared.engine.begin() as conn:
-        if condition is not None:
-            version = await current_version(conn, caller.tenant_id, lock=True)
-            if not _matches(condition, version):
-                return problem(412, f"the policy changed since it was read: the current version is {version} "
-                                    f"(ETag {etag(version)}); read it again and re-apply the change",
-                               headers={"ETag": etag(version)})
-        tenant, changed = await apply_policy(conn, policy, source, shared.clock, actor=caller.key_name)
-        if changed:
-            log.info("tenant %s: policy version %d applied by %s", tenant.code, tenant.policy_version,
-                     caller.key_name)
+        try:
+            tenant, changed = await save_policy(
+                conn, caller, policy, source, shared.clock,
+                None if condition is None else functools.partial(_matches, condition),
+            )
+        except StalePolicyError as exc:
+            version = exc.current
+            return problem(412, f"the policy changed since it was read: the current version is {version} "
+                                f"(ETag {etag(version)}); read it again and re-apply the change",
+                           headers={"ETag": etag(version)})
         return await _answer(conn, tenant, changed)
 
 

@@ -118,6 +118,20 @@ async def policy_applied(conn: AsyncConnection, tenant_id: int, version: int) ->
     return PolicyApplied(version, row.applied_at_us, row.applied_by)
 
 
+async def policy_history(conn: AsyncConnection, tenant_id: int, limit: int = 20) -> list[PolicyApplied]:
+    """The tenant's latest policy versions, newest first: a short read of the
+    (tenant_id, version) unique index."""
+    rows = (
+        await conn.execute(
+            select(TenantPolicyVersion.version, TenantPolicyVersion.applied_at_us, TenantPolicyVersion.applied_by)
+            .where(TenantPolicyVersion.tenant_id == tenant_id)
+            .order_by(TenantPolicyVersion.version.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [PolicyApplied(row.version, row.applied_at_us, row.applied_by) for row in rows]
+
+
 async def current_version(conn: AsyncConnection, tenant_id: int, *, lock: bool = False) -> int:
     """The tenant's current policy version; `lock` holds the tenant row until the
     transaction ends (PostgreSQL; SQLite writers are serialised anyway), so a conditional
