@@ -172,6 +172,9 @@ async def test_the_preview_counts_segments_as_the_sender_does_with_and_without_t
                                     "segments": sent.segments, "summary": answer["opt_in"]["summary"], "error": None}, label
         assert answer["footer"]["segments"] == measure_sms(footer).segments == 1
     assert (answer["opt_in"]["encoding"], answer["opt_in"]["segments"]) == ("UCS-2", 2)  # the footer is appended
+    without_token = {name: value for name, value in fields.items() if name != "csrf_token"}
+    async with browser.post(desk.url("/desk/settings/preview"), data=without_token) as response:
+        assert response.status == 403
     bad = await (await browser.post(desk.url("/desk/settings/preview"),
                                     data={**fields, "sms_opt_in_message": "Hi {{ frist_name }}"})).json()
     assert "unknown variable 'frist_name'" in bad["opt_in"]["error"]
