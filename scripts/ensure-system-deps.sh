@@ -25,7 +25,7 @@ bootstrap=false
 for arg in "$@"; do
     case "$arg" in
         --bootstrap) bootstrap=true ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "ensure-system-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -57,6 +57,9 @@ have_python_with_venv() {
 # Pinned: a new axe-core release adds rules, and a page that passed must not start failing
 # on its own. Bump it on purpose (docs/desk.md, "Accessibility and browser tests").
 AXE_CORE_VERSION=4.10.3
+# The SHA-256 of that release's axe.min.js: the file runs inside pages under test, so it
+# must be exactly the one reviewed, whatever registry or mirror npm is configured with.
+AXE_CORE_SHA256=880970c081707360e64f34cea25ff91892f5bc95675b0776925b9709dd8a68bb
 checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 axe_dir="$checkout/.cache/axe-core"
 
@@ -73,6 +76,11 @@ fetch_axe_core() {
     (cd "$work" && npm pack --silent "axe-core@$AXE_CORE_VERSION" >/dev/null) \
         || { rm -rf "$work"; echo "ensure-system-deps: npm pack axe-core@$AXE_CORE_VERSION failed" >&2; return 1; }
     tar -xzf "$work/axe-core-$AXE_CORE_VERSION.tgz" -C "$work" package/axe.min.js
+    if [ "$(sha256sum "$work/package/axe.min.js" | cut -d' ' -f1)" != "$AXE_CORE_SHA256" ]; then
+        rm -rf "$work"
+        echo "ensure-system-deps: axe-core $AXE_CORE_VERSION's axe.min.js does not have the pinned SHA-256" >&2
+        return 1
+    fi
     mkdir -p "$axe_dir/$AXE_CORE_VERSION"
     mv "$work/package/axe.min.js" "$axe_dir/$AXE_CORE_VERSION/axe.min.js"
     rm -rf "$work"
