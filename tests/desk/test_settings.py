@@ -67,7 +67,6 @@ async def test_a_manager_saves_quiet_hours_and_excluded_sources_as_a_new_version
     assert untouched == {key: after["policy"][key] for key in untouched}
     assert {**before["policy"]["sms"], "opt_in_excluded_sources": ["Fullpath", "Dealer Website"]} == policy["sms"]
 
-    status, html = await _open(browser, desk)
     page = await (await browser.get(desk.url("/desk/settings?done=saved"))).text()
     assert 'role="status">Saved as a new policy version.' in page
     history = re.findall(r'<td class="number">(\d+)( \(current\))?</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>', page)
