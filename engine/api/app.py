@@ -98,7 +98,7 @@ def build_app(
     app[SERVICES] = Services(settings=settings, engine=database, instruments=instruments, clock=clock)
     for module in MODULES:
         app.router.add_routes(module.routes)
-    active_campaigns.install(app, database, instruments)
+    active_campaigns.install(app, database, instruments, clock)
     campaign_runs.install(app, settings, clock)
     if settings.webhook_dispatch:
         _run_dispatcher(app, database, settings, instruments, clock)
