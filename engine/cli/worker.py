@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults
@@ -29,6 +31,10 @@ def worker(ctx: Context, burst: bool, metrics_host: str, metrics_port: int, metr
     click.echo(f"consentry worker: metrics on {server.url}", err=True)
     try:
         run_worker_forever(settings, burst=burst)
+    except asyncio.CancelledError:
+        # arq stops on SIGTERM / SIGINT by cancelling its main task: a requested stop, not
+        # a failure (its running jobs are retried by another worker).
+        click.echo("consentry worker: stopped", err=True)
     finally:
         if metrics_linger and not server.wait_for_scrape(metrics_linger):
             click.echo(f"consentry worker: no scrape of {server.url} within {metrics_linger:g} s of stopping", err=True)
