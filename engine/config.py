@@ -35,6 +35,11 @@ class Settings:
     twilio_account_sid: str = "ACconsentrylocal00000000000000000"
     twilio_auth_token: str = "consentry-local-token"
     public_url: str = "http://127.0.0.1:8080"
+    # Where Twilio posts status callbacks: `{callback_url}/webhooks/twilio/{tenant}/status`.
+    # Empty: the public URL. It differs where the SMS provider reaches `serve` by another
+    # name than recipients' browsers do (compose: the capture server posts to the service
+    # name `consentry-api`, while a person on the host opens links on localhost).
+    callback_url: str = ""
     # Signs unsubscribe tokens and webhook URLs. Set it in production; the default only
     # suits a machine whose links never leave it.
     secret: str = "consentry-development-secret"
@@ -49,6 +54,9 @@ class Settings:
     # Ask Twilio to report delivery to `{public_url}/webhooks/twilio/{tenant}/status`
     # (`consentry serve`); off where nothing serves that URL (benchmarks).
     status_callbacks: bool = True
+    # Where senders write one JSON line per batch (engine/send/batch_log.py): "-" stderr,
+    # "off" nowhere, anything else a file appended to.
+    batch_log: str = "-"
     retry_attempts: int = 5
     retry_base_s: float = 0.5
     # How long a runner's claim on a delivery holds without renewal (engine/send/claims.py):
@@ -100,6 +108,11 @@ class Settings:
         """The keys a link or token may be signed with, current first (engine/render/tokens.py)."""
         return tuple(secret.encode() for secret in (self.secret, *self.retired_secrets))
 
+    @property
+    def status_callback_base(self) -> str:
+        """The base URL status callbacks are posted to (CONSENTRY_CALLBACK_URL, else the public URL)."""
+        return self.callback_url or self.public_url
+
     def unsafe_off_loopback(self, host: str | None = None) -> list[str]:
         """The settings that still have their public defaults, when this process can be
         reached from off this machine or publishes links that are: `host` is the address
@@ -138,6 +151,8 @@ class Settings:
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", d.twilio_account_sid),
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", d.twilio_auth_token),
             public_url=env.get("CONSENTRY_PUBLIC_URL", d.public_url).rstrip("/"),
+            callback_url=env.get("CONSENTRY_CALLBACK_URL", "").rstrip("/"),
+            batch_log=env.get("CONSENTRY_BATCH_LOG", d.batch_log).strip() or d.batch_log,
             secret=env.get("CONSENTRY_SECRET", d.secret),
             retired_secrets=tuple(
                 part.strip() for part in env.get("CONSENTRY_SECRETS_RETIRED", "").split(",") if part.strip()

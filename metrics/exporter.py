@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import cast
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from aiohttp import web
@@ -37,12 +38,49 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # one access-log line per scrape every 15 s is noise
 
 
+class _Scrapes:
+    """Numbers the scrapes as they begin, so a short-lived process can wait for one that
+    began after its last increment (``MetricsServer.wait_for_scrape``)."""
+
+    def __init__(self) -> None:
+        self._begun = 0  # scrapes begun so far; the n-th is numbered n
+        self._latest_served = 0  # the highest number of a scrape served
+        self._changed = threading.Condition()
+
+    def wrap(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/favicon.ico":  # a browser's, not a scrape
+                return app(environ, start_response)
+            with self._changed:
+                self._begun += 1
+                number = self._begun
+            # prometheus-client encodes the whole registry inside `app`: once it returns,
+            # this scrape holds every value recorded before it began.
+            body = app(environ, start_response)
+            with self._changed:
+                self._latest_served = max(self._latest_served, number)
+                self._changed.notify_all()
+            return body
+
+        return counted
+
+    @property
+    def begun(self) -> int:
+        with self._changed:
+            return self._begun
+
+    def wait_for_one_after(self, begun: int, timeout_s: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._latest_served > begun, timeout=timeout_s)
+
+
 class MetricsServer:
     """A running ``/metrics`` endpoint on its own thread; ``close()`` stops it."""
 
-    def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
+    def __init__(self, httpd: WSGIServer, thread: threading.Thread, scrapes: _Scrapes | None = None) -> None:
         self._httpd = httpd
         self._thread = thread
+        self._scrapes = scrapes or _Scrapes()
         # An AF_INET(6) server: its host is a str (typeshed allows the bytes of AF_UNIX).
         self.host: str = cast(str, httpd.server_address[0])
         self.port: int = httpd.server_address[1]
@@ -51,6 +89,21 @@ class MetricsServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    @property
+    def scrapes(self) -> int:
+        """Scrapes begun so far."""
+        return self._scrapes.begun
+
+    def wait_for_scrape(self, timeout_s: float) -> bool:
+        """Block until a scrape that began after this call has been served; False when none
+        came within ``timeout_s`` seconds.
+
+        A process that exits right after its last increment loses what Prometheus had not
+        scraped yet (Prometheus once saw 401 sends of 403). One scrape begun after the last
+        increment has read the final values; a scrape already in progress may not have.
+        """
+        return self._scrapes.wait_for_one_after(self._scrapes.begun, timeout_s)
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -74,8 +127,9 @@ def start_metrics_server(
     """
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     server_class: type[_ThreadingServer] = type("MetricsHTTPServer", (_ThreadingServer,), {"address_family": family})
+    scrapes = _Scrapes()
     httpd = make_server(
-        host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler
+        host, port, scrapes.wrap(make_wsgi_app(registry)), server_class, handler_class=_QuietHandler
     )
     # A short poll interval so close() returns promptly (the default is half a second).
     thread = threading.Thread(
@@ -85,7 +139,7 @@ def start_metrics_server(
         daemon=True,
     )
     thread.start()
-    return MetricsServer(httpd, thread)
+    return MetricsServer(httpd, thread, scrapes)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

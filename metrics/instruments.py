@@ -65,6 +65,9 @@ _TENANT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Seconds. Gating a 1,000-recipient batch is a few milliseconds of integer work; loading it
 # is one or two indexed queries; rendering is microseconds per message.
 _BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
+# Rendering one message from precompiled templates: tens to hundreds of microseconds; a
+# slow template (a large loop, a huge body) shows in the upper buckets.
+_RENDER_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 # One SMTP transaction or Twilio API call: tens of ms on a LAN relay, up to seconds on the
 # public internet; above 30 s the transport's own timeout has fired.
 _DISPATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -145,8 +148,8 @@ class Instruments:
             (), _BATCH_BUCKETS,
         )  # fmt: skip
         self.render_seconds = histogram(
-            "consentry_render_seconds", "Time to render one batch's messages.",
-            ("channel",), _BATCH_BUCKETS,
+            "consentry_render_seconds", "Time to render one message (precompiled templates).",
+            ("channel",), _RENDER_BUCKETS,
         )  # fmt: skip
         self.dispatch_seconds = histogram(
             "consentry_dispatch_seconds", "Transport round trip for one message.",
@@ -247,6 +250,27 @@ class Instruments:
     def time_render(self, channel: object) -> Iterator[None]:
         with _observing(self.render_seconds.labels(_closed(channel, CHANNELS))):
             yield
+
+    def render_histogram(self, channel: object) -> Any:
+        """The render histogram of one channel, to observe once per message on a hot path
+        (a labelled child; looking the labels up per message would cost as much again)."""
+        return self.render_seconds.labels(_closed(channel, CHANNELS))
+
+    def observe_batch_load(self, seconds: float) -> None:
+        """One batch's load, timed where it was read (engine/db/batches.py ``Batch.load_s``)."""
+        self.batch_load_seconds.observe(seconds)
+
+    def prime_deliveries(self, tenant: object, channel: object) -> None:
+        """Create a sender's delivery series at 0 before anything is sent.
+
+        Prometheus's ``increase()`` and ``rate()`` count changes between samples: a series
+        whose first sample is already 1,000 contributes nothing for those 1,000. A process
+        that lives for one campaign (`campaign send --metrics-port`) primes its series and
+        waits for one scrape before sending, so every send is seen as an increase.
+        """
+        tenant, channel = self._tenant(tenant), _closed(channel, CHANNELS)
+        for state in sorted(DELIVERY_STATES):
+            self.deliveries.labels(tenant, channel, state)
 
     @contextmanager
     def time_dispatch(self, channel: object) -> Iterator[None]:

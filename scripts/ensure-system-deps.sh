@@ -13,6 +13,9 @@
 #     Cyrus SASL's saslpasswd2 (sasl2-bin) and its PLAIN/LOGIN mechanisms
 #     (libsasl2-modules) for SMTP AUTH; the system-wide Postfix is left unconfigured
 #     ("No configuration") and never started
+#   - Prometheus (Debian's prometheus): one test scrapes the workers with a real Prometheus
+#     and compares its query answers with the delivery rows; the packaged service is
+#     never started (policy-rc.d below)
 #   - with --bootstrap, also what `make test` needs before it can create the venv: make and a
 #     Python >= 3.11 with the venv module (Debian ships that as python3-venv)
 #
@@ -94,6 +97,7 @@ command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 have_axe_core || command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/postmap ] || packages+=(postfix)
 command -v saslpasswd2 >/dev/null 2>&1 || packages+=(sasl2-bin)
+command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 [ -e /usr/lib/x86_64-linux-gnu/sasl2/libplain.so.2 ] || ls /usr/lib/*/sasl2/libplain.so* >/dev/null 2>&1 \
     || packages+=(libsasl2-modules)
 if $bootstrap; then
@@ -165,3 +169,4 @@ command -v chromedriver >/dev/null 2>&1 || { echo "ensure-system-deps: chromedri
 [ -x /usr/sbin/postfix ] || { echo "ensure-system-deps: postfix still missing" >&2; exit 1; }
 command -v saslpasswd2 >/dev/null 2>&1 || { echo "ensure-system-deps: saslpasswd2 (sasl2-bin) still missing" >&2; exit 1; }
 fetch_axe_core || exit 1
+command -v prometheus >/dev/null 2>&1 || { echo "ensure-system-deps: prometheus still missing" >&2; exit 1; }

@@ -835,6 +835,116 @@ def _write_settled(path: Path, content: str) -> None:
     os.utime(path, ns=(written.st_atime_ns - 10**10, written.st_mtime_ns - 10**10))
 
 
+# --- Prometheus -------------------------------------------------------------------------
+
+PROMETHEUS_VARIABLE = "CONSENTRY_TEST_PROMETHEUS"
+
+
+def find_prometheus() -> Path:
+    """Debian's `prometheus` (``CONSENTRY_TEST_PROMETHEUS`` picks another binary)."""
+    override = os.environ.get(PROMETHEUS_VARIABLE)
+    if override is not None:
+        if _is_executable(override):
+            return Path(override)
+        raise MissingServerBinary("prometheus", f"{PROMETHEUS_VARIABLE}={override}")
+    found = shutil.which("prometheus")
+    if found is None:
+        raise MissingServerBinary("prometheus", "PATH")
+    return Path(found)
+
+
+class PrometheusServer:
+    """A throwaway Prometheus scraping ``targets`` (``host:port`` of /metrics endpoints)
+    every ``scrape_interval_s``, its TSDB in a temporary directory, its API on loopback.
+
+    ``query(promql)`` asks the HTTP API for an instant vector, as Grafana would.
+    """
+
+    def __init__(self, base_dir: Path, targets: dict[str, list[str]], *, scrape_interval_s: float = 1.0,
+                 port: int | None = None) -> None:
+        self.binary = find_prometheus()
+        self.base_dir = Path(base_dir)
+        self.targets = targets  # job name -> ["127.0.0.1:PORT", ...]
+        self.scrape_interval_s = scrape_interval_s
+        self.log_path = self.base_dir / "prometheus.log"
+        self.requested_port = port
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _config(self) -> str:
+        interval = f"{int(self.scrape_interval_s * 1000)}ms"
+        jobs = "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: [{', '.join(repr(t) for t in targets)}]\n"
+            for job, targets in self.targets.items()
+        )
+        return f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\nscrape_configs:\n{jobs}"
+
+    def start(self) -> PrometheusServer:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.base_dir / "prometheus.yml").write_text(self._config())
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.port = self.requested_port or free_port()
+            try:
+                self._start()
+                return self
+            except ServerStartError:
+                self.stop()
+                if self.requested_port or attempt == START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self) -> None:
+        args = [
+            str(self.binary),
+            f"--config.file={self.base_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.base_dir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--log.level=warn",
+        ]
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.base_dir,
+                start_new_session=True, preexec_fn=_parent_death_signal(),
+            )
+        _wait_until(self._is_ready, self._proc, f"prometheus on port {self.port}", self.log_path)
+
+    def _is_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url()}/-/ready", timeout=0.5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """The result of an instant query: ``[{"metric": {...}, "value": [t, "v"]}, ...]``."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url()}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise ServerError(f"prometheus query {promql!r}: {body}")
+        return body["data"]["result"]
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_process_group(self._proc, signal.SIGTERM)
+            self._proc = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 # --- command line -----------------------------------------------------------------------
 
 

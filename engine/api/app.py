@@ -101,7 +101,7 @@ def build_app(
     for module in MODULES:
         app.router.add_routes(module.routes)
     desk.install(app)
-    active_campaigns.install(app, database, instruments)
+    active_campaigns.install(app, database, instruments, clock)
     campaign_runs.install(app, settings, clock)
     if settings.webhook_dispatch:
         _run_dispatcher(app, database, settings, instruments, clock)

@@ -13,6 +13,7 @@ follow. The actor is the API key's name, never the body's.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +92,8 @@ async def append(request: web.Request, caller: Caller) -> web.Response:
         if key is None:
             raise
         return problem(409, f"another request with this {idempotency.HEADER} is being processed; retry it")
+    shared.instruments.record_import_rows(caller.tenant_code, "consent", {"recorded": len(events)})
+    shared.instruments.record_ledger_events(caller.tenant_code, Counter(str(event["action"]) for event in events))
     return web.json_response(response, status=201)
 
 

@@ -103,7 +103,10 @@ async def _signed_form(request: web.Request, shared: Services) -> Mapping[str, o
     if get_signature_algorithm is not None:
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
     validator = RequestValidator(shared.settings.twilio_auth_token)
-    if not validator.validate(signed_url(shared.settings.public_url, request), params, signature, algorithm):
+    # Twilio signs the URL it posted to: the public one, or the callback base the senders
+    # gave it for status callbacks (CONSENTRY_CALLBACK_URL, docs/operations.md).
+    bases = dict.fromkeys((shared.settings.public_url, shared.settings.status_callback_base))
+    if not any(validator.validate(signed_url(base, request), params, signature, algorithm) for base in bases):
         return None
     return params
 

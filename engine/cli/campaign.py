@@ -9,6 +9,7 @@ from contextlib import nullcontext
 import click
 
 from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
+from engine.cli.observability import install_batch_log, linger_options, metrics_for_one_run
 from engine.clock import Clock, shifted_clock
 from engine.errors import ConsentryError, InputError
 from engine.timeutil import iso_z, parse_instant
@@ -211,22 +212,13 @@ _transport_options = [
     click.option("--twilio-url", metavar="URL", help="Twilio API base URL (default $CONSENTRY_TWILIO_URL or the capture server)."),
     click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10000)),
     click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 512), help="Messages in flight."),
-    click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT while sending."),
 ]
-
-
-def serve_metrics(port: int | None) -> None:
-    if port is not None:
-        from metrics import start_metrics_server
-
-        server = start_metrics_server("127.0.0.1", port)
-        click.echo(f"metrics on {server.url}", err=True)
 
 
 def transport_options(function):  # noqa: ANN001, ANN201
     for option in reversed(_transport_options):
         function = option(function)
-    return function
+    return linger_options(function)
 
 
 @campaign.command("send")
@@ -237,11 +229,11 @@ def transport_options(function):  # noqa: ANN001, ANN201
 @transport_options
 @common_options
 @pass_context
-def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run: bool, smtp_url, twilio_url, batch_size: int, concurrency: int, metrics_port: int | None) -> None:  # noqa: ANN001
+def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run: bool, smtp_url, twilio_url, batch_size: int, concurrency: int,  # noqa: ANN001
+                  metrics_host: str, metrics_port: int | None, metrics_linger: float) -> None:
     """Launch (or continue) a campaign and send it; safe to run again after a crash."""
     from campaigns.definition import load_campaign
 
-    serve_metrics(metrics_port)
     definition = load_campaign(path)
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
     if dry_run:
@@ -249,6 +241,7 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
         ctx_click.invoke(campaign_check, path=path, at=at, out=None, batch_size=batch_size, as_json=False)
         return
     refuse_public_defaults(settings, "campaign send")
+    install_batch_log(settings)
     clock = send_clock(at, ctx.clock)
     options = _send_options(settings, batch_size, concurrency)
 
@@ -268,7 +261,10 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
         finally:
             await engine.dispose()
 
-    _finish(run(_send()))
+    with metrics_for_one_run(metrics_host, metrics_port, metrics_linger, (definition.tenant, (definition.channel,)),
+                             label="campaign send"):
+        result = run(_send())
+    _finish(result)
 
 
 @campaign.command("resume")
@@ -277,11 +273,12 @@ def campaign_send(ctx: Context, path: str, at: str | None, backend: str, dry_run
 @transport_options
 @common_options
 @pass_context
-def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int, metrics_port: int | None) -> None:  # noqa: ANN001
+def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, batch_size: int, concurrency: int,  # noqa: ANN001
+                    metrics_host: str, metrics_port: int | None, metrics_linger: float) -> None:
     """Continue a launched campaign: unsent, in-doubt and now-due deferred recipients."""
     settings = ctx.settings(**_transport_overrides(smtp_url, twilio_url))
     refuse_public_defaults(settings, "campaign resume")
-    serve_metrics(metrics_port)
+    install_batch_log(settings)
     options = _send_options(settings, batch_size, concurrency)
 
     async def _resume():
@@ -296,7 +293,11 @@ def campaign_resume(ctx: Context, code: str, tenant: str, smtp_url, twilio_url, 
         finally:
             await engine.dispose()
 
-    _finish(run(_resume()))
+    # The campaign's channel is known once it is loaded: prime both a resume may send on.
+    with metrics_for_one_run(metrics_host, metrics_port, metrics_linger, (tenant, ("email", "sms")),
+                             label="campaign resume"):
+        result = run(_resume())
+    _finish(result)
 
 
 def _finish(result) -> None:  # noqa: ANN001

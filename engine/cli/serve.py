@@ -12,6 +12,7 @@ from engine.cli.common import (
     run,
     run_in_transaction,
 )
+from engine.cli.observability import install_batch_log
 
 __all__ = ["keys", "serve"]
 
@@ -41,6 +42,7 @@ def serve(ctx: Context, host: str, port: int, metrics_host: str, metrics_port: i
     settings = ctx.settings()
     refuse_public_defaults(settings, "serve", host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_batch_log(settings)  # campaigns launched over the API may run in this process
 
     def ready(listening: Listening) -> None:
         click.echo(f"consentry serve: listening on {', '.join(listening.urls)} (public URL {settings.public_url})")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,8 @@ class Batch:
     ledger: Sequence[tuple]
     recent_sends: dict[int, int]
     now_us: int
+    # Seconds its queries took (consentry_batch_load_seconds; the per-batch log).
+    load_s: float = 0.0
 
     @property
     def last_id(self) -> int:
@@ -177,6 +180,7 @@ async def iter_batches(
     last_id = after_id
     while True:
         now = clock()
+        started = time.perf_counter()  # a duration only; `now` above is the batch's instant
         async with engine.connect() as conn:
             contacts = (await conn.execute(page, {"last_id": last_id})).all()
             if not contacts:
@@ -188,7 +192,7 @@ async def iter_batches(
             if sends is not None:
                 assert cap is not None  # sends is only built when there is a cap
                 recent = dict((await conn.execute(sends, {**bounds, "now": now, "since": now - cap.window_us})).all())
-        yield Batch(contacts, ledger, recent, now)
+        yield Batch(contacts, ledger, recent, now, time.perf_counter() - started)
         last_id = ids[-1]
         if len(contacts) < batch_size:
             return

@@ -128,8 +128,10 @@ async def demo(workdir: Path, contacts: int, now: datetime) -> None:
         "CONSENTRY_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "CONSENTRY_TWILIO_URL": f"http://127.0.0.1:{sms_port}",
         "CONSENTRY_PUBLIC_URL": api,
+        # One JSON line per batch (docs/operations.md "Logs"): kept in a file, off the terminal.
+        "CONSENTRY_BATCH_LOG": str(workdir / "batches.jsonl"),
     }
-    print(f"Consentry demo in {workdir}/ (SQLite, inline backend, built-in capture servers)")
+    print(f"Consentry demo in {workdir}/ (SQLite, inline backend, built-in capture servers; per-batch log in batches.jsonl)")
     async with SmtpCaptureServer(host="127.0.0.1", port=smtp_port, store_dir=store) as smtp, \
             SmsCaptureServer(host="127.0.0.1", port=sms_port, store_dir=store) as sms:
         print(f"capture servers: SMTP 127.0.0.1:{smtp.port}, Twilio API http://127.0.0.1:{sms.port}/")

@@ -34,6 +34,7 @@ from engine.imports.rejections import Rejections
 from engine.imports.statements import contacts_by_external_id, refresh_statistics
 from engine.imports.summary import ImportSummary
 from gating import TenantPolicy
+from metrics import default_instruments
 
 __all__ = ["check_consent_events", "import_consent_events"]
 
@@ -81,6 +82,8 @@ async def import_consent_events(
             if rejections.count and not skip_invalid:
                 raise InputErrors(rejections.errors)  # leaves engine.begin(): rolled back
             await refresh_statistics(conn, ("consent_events",))
+    # Committed: count what this import did (docs/operations.md, consentry_import_rows_total).
+    default_instruments().record_import_rows(tenant, writer.summary.kind, writer.summary.outcomes)
     return writer.summary
 
 

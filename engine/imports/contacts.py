@@ -47,6 +47,7 @@ from engine.imports.statements import (
 )
 from engine.imports.summary import ImportSummary
 from gating import TenantPolicy
+from metrics import default_instruments
 
 __all__ = ["check_contacts", "import_contacts"]
 
@@ -92,6 +93,8 @@ async def import_contacts(
             if rejections.count and not skip_invalid:
                 raise InputErrors(rejections.errors)  # leaves engine.begin(): rolled back
             await refresh_statistics(conn, ("contacts", "contact_points", "consent_events"))
+    # Committed: count what this import did (docs/operations.md, consentry_import_rows_total).
+    default_instruments().record_import_rows(tenant, writer.summary.kind, writer.summary.outcomes)
     return writer.summary
 
 

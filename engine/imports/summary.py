@@ -17,6 +17,15 @@ class ImportSummary:
     events_recorded: int = 0
     rejected: int = 0
 
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Rows by outcome, as `consentry_import_rows_total{kind, outcome}` counts them."""
+        written = (
+            {"created": self.contacts_created, "updated": self.contacts_updated}
+            if self.kind == "contacts" else {"recorded": self.events_recorded}
+        )
+        return {**written, "rejected": self.rejected}
+
     def __str__(self) -> str:
         parts = [f"{self.rows_read} rows read"]
         if self.kind == "contacts":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from engine.db.models import Contact
 from engine.db.retry import database_unreachable, in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
+from engine.send.batch_log import BatchLog
 from engine.send.breaker import PolicyBreaker
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
@@ -176,6 +178,7 @@ class CampaignRun:
             self._write_lock, self.observer,
         )
         self._opt_in = tenant.policy.sms.opt_in_required and self.channel == "sms"
+        self.batch_log = BatchLog(record.code, tenant.code, self.channel)
         self._bulk = self.message.kind == Kind.BULK
 
     async def run(self) -> RunSummary:
@@ -206,6 +209,7 @@ class CampaignRun:
             await self.results.close()
             await self.claims.stop()
             await self.claims.release(self._withdrawn)
+            self.batch_log.flush()
         self.summary.lost_claims = self.claims.lost
         self.summary.halted = self.claims.halted
         if self.broken is not None:
@@ -226,7 +230,10 @@ class CampaignRun:
         ):
             if self._should_stop():
                 return
+            self.metrics.observe_batch_load(batch.load_s)
+            decided_before, gate_started = dict(self.summary.decided), time.perf_counter()
             candidates = await self._gate_and_record(batch)
+            tally = self.batch_log.open(batch, decided_before, self.summary.decided, time.perf_counter() - gate_started)
             for start in range(0, len(candidates), CLAIM_CHUNK):
                 if self._should_stop():
                     return
@@ -244,7 +251,9 @@ class CampaignRun:
                     job.in_doubt = won.attempts > 1
                     job.since_us = won.first_claimed_at_us
                 for job in jobs:
+                    self.batch_log.claimed(tally, job.delivery_id)
                     await self._queue.put(job)
+            self.batch_log.seal(tally)
 
     async def _gate_and_record(self, batch: Batch) -> list[Job]:
         """Gate the batch, record every decision, return the rows this run may try to claim."""
@@ -405,6 +414,7 @@ class CampaignRun:
             outcome, refusal = await self._deliver(job)
             if outcome is WITHDRAWN:
                 self._withdrawn.append(job.delivery_id)
+                self.batch_log.settled(job.delivery_id, None)
                 continue
             # A policy refusal may be held until its row ends (engine/send/breaker.py);
             # it was refused, so holding it leaves nothing sent and unrecorded.
@@ -423,6 +433,8 @@ class CampaignRun:
 
     async def _record(self, results: list[tuple[Job, Result]]) -> None:
         await asyncio.gather(*(self.results.record(job, result) for job, result in results))
+        for job, result in results:
+            self.batch_log.settled(job.delivery_id, result.state)
 
     async def _deliver(self, job: Job) -> tuple[Result, PermanentError | None]:
         """The result of one delivery, and the permanent error it came from, if any."""

@@ -155,7 +155,7 @@ async def run_range(
     content = Content(record, tenant, settings, clock)
     content.sign_in_processes(settings.dkim_processes)
     # Twilio reports delivery (and carrier unsubscribes) to our API's signed webhook.
-    callback = f"{settings.public_url}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
+    callback = f"{settings.status_callback_base}/webhooks/twilio/{tenant.code}/status" if settings.status_callbacks else None
     channel, closer = await open_channel(record.definition.channel, settings, options.concurrency, callback)
     summary = RunSummary()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import urllib.request
 from enum import StrEnum
 from pathlib import Path
@@ -117,6 +118,34 @@ def test_the_metrics_server_stops_listening_when_closed() -> None:
     server.close()
     with pytest.raises(OSError):
         _scrape(url)
+
+
+def test_a_short_lived_process_waits_for_a_scrape_of_its_last_counts() -> None:
+    instruments = Instruments.fresh()
+    with start_metrics_server(registry=instruments.registry) as server:
+        instruments.record_deliveries("acme-motors", "sms", {"sent": 400})
+        _scrape(server.url)  # Prometheus's last scrape before the end: it saw 400
+        instruments.record_deliveries("acme-motors", "sms", {"sent": 3})
+        # No scrape comes: the wait gives up, and says so.
+        assert server.wait_for_scrape(0.05) is False
+        waited: list[bool] = []
+        waiting = threading.Thread(target=lambda: waited.append(server.wait_for_scrape(30)))
+        waiting.start()
+        waiting.join(0.2)
+        assert waiting.is_alive()  # the earlier scrape does not count: it predates the last count
+        final = _samples(_scrape(server.url))
+        waiting.join(30)
+        assert waited == [True]
+        assert final[_key("consentry_deliveries_total", tenant="acme-motors", channel="sms", state="sent")] == 403
+
+
+def test_priming_creates_the_delivery_series_at_zero() -> None:
+    # A series first scraped at 0 lets increase() count its first batch.
+    instruments = Instruments.fresh()
+    instruments.prime_deliveries("acme-motors", "email")
+    value = instruments.registry.get_sample_value
+    for state in ("sent", "failed", "opt_in_request"):
+        assert value("consentry_deliveries_total", {"tenant": "acme-motors", "channel": "email", "state": state}) == 0
 
 
 async def test_the_aiohttp_handler_serves_the_apps_registry() -> None:
