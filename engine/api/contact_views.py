@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, literal_column, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.api.choices import load_choices
@@ -90,37 +90,61 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _full_name() -> Any:
+    """"first last", lowercased: spelled with literal constants (not bound parameters) so
+    PostgreSQL matches it to the expression index of migration 0012."""
+    blank: Any = literal_column("''")
+    space: Any = literal_column("' '")
+    return func.lower(func.coalesce(_contacts.c.first_name, blank).op("||")(space).op("||")(
+        func.coalesce(_contacts.c.last_name, blank)))
+
+
 async def contact_page(
     conn: AsyncConnection, tenant_id: int, q: str, limit: int, after: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Contacts matching `q` as an address book does (external_id exactly; first name,
     last name, "first last", email by prefix, case-insensitively; phone by its digits),
-    in id order after the cursor `after`; returns the page and the next cursor."""
-    query = select(_contacts).where(_contacts.c.tenant_id == tenant_id)
+    in id order after the cursor `after`; returns the page and the next cursor.
+
+    Each way of matching is its own query, cut to the page's size in id order, and the page
+    is the first `limit` ids of their union: one OR over all of them (with EXISTS on the
+    addresses) would scan the whole address book for a rare match, while each part alone
+    uses an index (on PostgreSQL, migration 0012's; docs/desk.md)."""
+    after = after or 0
     q = q.strip()
     if q:
         prefix = _like(q.lower()) + "%"
-        full = func.lower(func.coalesce(_contacts.c.first_name, "") + " " + func.coalesce(_contacts.c.last_name, ""))
-        clauses = [
-            _contacts.c.external_id == q,
-            func.lower(_contacts.c.first_name).like(prefix, escape="\\"),
-            func.lower(_contacts.c.last_name).like(prefix, escape="\\"),
-            full.like(prefix, escape="\\"),
-            exists().where(
-                _points.c.tenant_id == tenant_id, _points.c.contact_id == _contacts.c.id, _points.c.kind == "email",
-                func.lower(_points.c.address).like(prefix, escape="\\"),
-            ),
+
+        def contacts_where(*conditions: Any) -> Any:
+            return (
+                select(_contacts.c.id.label("id"))
+                .where(_contacts.c.tenant_id == tenant_id, _contacts.c.id > after, *conditions)
+                .order_by(_contacts.c.id).limit(limit).subquery()
+            )
+
+        def points_where(*conditions: Any) -> Any:
+            return (
+                select(_points.c.contact_id.label("id"))
+                .where(_points.c.tenant_id == tenant_id, _points.c.contact_id > after, *conditions)
+                .order_by(_points.c.contact_id).limit(limit).subquery()
+            )
+
+        parts = [
+            contacts_where(_contacts.c.external_id == q),
+            contacts_where(func.lower(_contacts.c.first_name).like(prefix, escape="\\")),
+            contacts_where(func.lower(_contacts.c.last_name).like(prefix, escape="\\")),
+            contacts_where(_full_name().like(prefix, escape="\\")),
+            points_where(_points.c.kind == "email", func.lower(_points.c.address).like(prefix, escape="\\")),
         ]
         digits = "".join(ch for ch in q if ch.isdigit())
         # Three digits at least: fewer would match most of an address book.
         if len(digits) >= 3 and len(digits) * 2 >= len(q.replace(" ", "")):
-            clauses.append(exists().where(
-                _points.c.tenant_id == tenant_id, _points.c.contact_id == _contacts.c.id, _points.c.kind == "phone",
-                _points.c.address.like("%" + digits + "%"),
-            ))
-        query = query.where(or_(*clauses))
-    if after is not None:
-        query = query.where(_contacts.c.id > after)
+            parts.append(points_where(_points.c.kind == "phone", _points.c.address.like("%" + digits + "%")))
+        matching = union(*(select(part.c.id) for part in parts)).subquery()
+        ids = select(matching.c.id).order_by(matching.c.id).limit(limit)
+        query = select(_contacts).where(_contacts.c.tenant_id == tenant_id, _contacts.c.id.in_(ids))
+    else:
+        query = select(_contacts).where(_contacts.c.tenant_id == tenant_id, _contacts.c.id > after)
     rows = (await conn.execute(query.order_by(_contacts.c.id).limit(limit))).all()
     points = await _points_of(conn, tenant_id, [row.id for row in rows])
     next_after = rows[-1].id if len(rows) == limit else None
