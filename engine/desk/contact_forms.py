@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gating.compiled import US_PER_DAY
 from gating.preferences import is_review_overdue
 from gating.state import ALWAYS
 
@@ -52,13 +53,18 @@ FORMS = {
 @dataclass(frozen=True, slots=True)
 class ReviewState:
     """Whether the page must ask for the review first (seed 003): `never` when the
-    preferences were never reviewed; `due_us` when the review fell (or falls) due."""
+    preferences were never reviewed; `due_us` when the review fell (or falls) due, one
+    review period after `reviewed_us`, the last review (the contact record's date or a
+    `review` event, whichever is later)."""
 
     overdue: bool
     never: bool
     due_us: int | None
+    reviewed_us: int | None
 
 
-def review_state(due_us: int | None, now_us: int) -> ReviewState:
+def review_state(due_us: int | None, now_us: int, period_days: int) -> ReviewState:
     never = due_us == ALWAYS
-    return ReviewState(is_review_overdue(due_us, now_us), never, None if never else due_us)
+    known = None if never or due_us is None else due_us
+    reviewed = None if known is None else known - period_days * US_PER_DAY
+    return ReviewState(is_review_overdue(due_us, now_us), never, known, reviewed)

@@ -115,7 +115,7 @@ async def contact_context(
         "older_url": f"?{urlencode({'before': next_before, 'review': 'later'})}" if next_before else None,
         "grid": _grid(contact["consent"]),
         "channels": CONSENT_CHANNELS,
-        "review": review_state(due, now),
+        "review": review_state(due, now, tenant.policy.review_period_days),
         "explain": explain_values,
         "explain_errors": explain_errors,
         "explanation": explanation,
