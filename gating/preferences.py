@@ -16,7 +16,7 @@ round-trip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gating.compiled import CompiledPolicy, compile_policy
 from gating.message import BULK, PARTIES, Message
@@ -95,3 +95,31 @@ def fully_revoked(choices: Iterable[Choice]) -> bool:
     """
     choices = list(choices)
     return bool(choices) and all(choice.revoked for choice in choices)
+
+
+def review_due(
+    policy: TenantPolicy, contact: ContactRow | tuple, ledger: Sequence[LedgerRow | tuple], now_us: int
+) -> int | None:
+    """When the person's preferences are next due for review (seed 003), as rule 10 reads
+    them: the later of the contact's `reviewed_at` and its latest `review` event, plus the
+    policy's review period; `ALWAYS` (due since forever) when never reviewed; None when the
+    policy has no class a person chooses (nothing to review).
+
+    Whether the tenant *holds* marketing until then (`review.enforce`) does not matter
+    here: a desk asks for the review when it is due either way, so rule 10 is read with
+    enforcement on, on the first choosable class (review dates are about the person, not a
+    class or channel).
+    """
+    classes = choosable_classes(policy)
+    if not classes:
+        return None
+    enforced = replace(policy, review_enforced=True)
+    compiled = compile_policy(enforced, Message(BULK, "email", classes[0][0], PARTIES[0]))
+    (state,) = build_states([contact], ledger, compiled, now_us=now_us)
+    return state.review_due_us
+
+
+def is_review_overdue(due_us: int | None, now_us: int) -> bool:
+    """Rule 10's comparison: overdue once `now_us` is past the due instant."""
+    return due_us is not None and now_us > due_us
+

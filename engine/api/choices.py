@@ -31,10 +31,11 @@ from engine.db.models import ConsentWording, Contact
 from engine.db.tenants import TenantRecord
 from engine.imports import record_events
 from gating import CompiledPolicy, Message, TenantPolicy, compile_policy
-from gating.preferences import Choice, channel_choices, fully_revoked
+from gating.preferences import Choice, channel_choices, fully_revoked, review_due
 
 __all__ = [
     "load_choices",
+    "load_review_due",
     "locked_recipient",
     "record",
     "remember_wording",
@@ -60,6 +61,17 @@ async def load_choices(
         choices += channel_choices(recipient.tenant.policy, channel, rows[channel], ledger, now_us,
                                    compiler=partial(_compiled, recipient.tenant))
     return choices
+
+
+async def load_review_due(conn: AsyncConnection, recipient: Recipient, now_us: int) -> int | None:
+    """When the contact's preferences are next due for review, as gating reads the contact
+    record and the ledger (gating.preferences.review_due); None when nothing to review or
+    no such contact."""
+    loaded = await load_contact(conn, recipient.tenant.id, recipient.contact_id, ("email",), now_us)
+    if loaded is None:
+        return None
+    rows, ledger = loaded
+    return review_due(recipient.tenant.policy, rows["email"], ledger, now_us)
 
 
 # Compiled policies by (policy content, message): compiling depends on nothing else, so an

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.api import idempotency, openapi
 from engine.api.auth import Caller, Permission, requires
@@ -29,8 +30,9 @@ from engine.api.services import services
 from engine.db.tenants import load_tenant
 from engine.errors import InputError, InputErrors
 from engine.imports import record_events
+from metrics import Instruments
 
-__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
+__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "append_events", "routes"]
 
 routes = web.RouteTableDef()
 MAX_PAGE = 500
@@ -64,27 +66,7 @@ async def append(request: web.Request, caller: Caller) -> web.Response:
                 stored = await idempotency.replay(conn, caller.tenant_id, key, digest)
                 if stored is not None:
                     return stored
-            tenant = await load_tenant(conn, caller.tenant_code)
-            errors: list[InputError] = []
-            rows = event_rows(items, tenant.policy, external_id, (contact.id, contact.country), errors)
-            if errors:
-                if "events" not in body:  # one event: its fields are the body's
-                    errors = [InputError(e.message, field=(e.field or "").removeprefix("events[0].")) for e in errors]
-                raise InputErrors(errors)
-            events = [
-                {
-                    "contact_id": row.contact_id, "action": row.action, "channel": row.channel,
-                    "class_code": row.class_code, "party": row.party, "address": row.address,
-                    "method": row.method, "occurred_at_us": row.occurred_at_us, "actor": caller.key_name,
-                    "basis": row.basis, "note": row.note,
-                }
-                for row in rows
-            ]
-            before = (await ledger_page(conn, caller.tenant_id, contact.id, 1, None))[0]
-            highest = before[0]["id"] if before else 0
-            await record_events(conn, caller.tenant_id, events, recorded_at_us=now)
-            recorded, _ = await ledger_page(conn, caller.tenant_id, contact.id, len(events), None)
-            recorded = [event for event in reversed(recorded) if event["id"] > highest]
+            recorded = await append_events(conn, caller, contact, items, now, located="events" in body)
             response = {"external_id": external_id, "events": recorded}
             if key is not None:
                 await idempotency.remember(conn, caller.tenant_id, key, digest, 201, response, now)
@@ -92,9 +74,45 @@ async def append(request: web.Request, caller: Caller) -> web.Response:
         if key is None:
             raise
         return problem(409, f"another request with this {idempotency.HEADER} is being processed; retry it")
-    shared.instruments.record_import_rows(caller.tenant_code, "consent", {"recorded": len(events)})
-    shared.instruments.record_ledger_events(caller.tenant_code, Counter(str(event["action"]) for event in events))
+    count_recorded(shared.instruments, caller, recorded)
     return web.json_response(response, status=201)
+
+
+def count_recorded(instruments: Instruments, caller: Caller, recorded: list[dict[str, Any]]) -> None:
+    """The metrics of events appended through the API or the desk (rows and ledger actions)."""
+    instruments.record_import_rows(caller.tenant_code, "consent", {"recorded": len(recorded)})
+    instruments.record_ledger_events(caller.tenant_code, Counter(str(event["action"]) for event in recorded))
+
+
+async def append_events(
+    conn: AsyncConnection, caller: Caller, contact: Any, items: list[Any], now_us: int, *, located: bool = True
+) -> list[dict[str, Any]]:
+    """Check event objects as rows of a consent file and append them to `contact`'s ledger
+    (inside the caller's transaction), actor the caller's key (or desk user) name; returns
+    the events as recorded, oldest first. Errors raise InputErrors located as
+    `events[i].field`, or as the bare field when `located` is False (one event given as the
+    body, or one form of the desk)."""
+    tenant = await load_tenant(conn, caller.tenant_code)
+    errors: list[InputError] = []
+    rows = event_rows(items, tenant.policy, contact.external_id, (contact.id, contact.country), errors)
+    if errors:
+        if not located:
+            errors = [InputError(e.message, field=(e.field or "").removeprefix("events[0].")) for e in errors]
+        raise InputErrors(errors)
+    events = [
+        {
+            "contact_id": row.contact_id, "action": row.action, "channel": row.channel,
+            "class_code": row.class_code, "party": row.party, "address": row.address,
+            "method": row.method, "occurred_at_us": row.occurred_at_us, "actor": caller.key_name,
+            "basis": row.basis, "note": row.note,
+        }
+        for row in rows
+    ]
+    before = (await ledger_page(conn, caller.tenant_id, contact.id, 1, None))[0]
+    highest = before[0]["id"] if before else 0
+    await record_events(conn, caller.tenant_id, events, recorded_at_us=now_us)
+    recorded, _ = await ledger_page(conn, caller.tenant_id, contact.id, len(events), None)
+    return [event for event in reversed(recorded) if event["id"] > highest]
 
 
 @routes.get(PATH)

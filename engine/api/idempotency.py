@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.db.models import IdempotencyKey
 from engine.errors import InputError
 
-__all__ = ["HEADER", "remember", "replay", "request_hash", "request_key", "settle"]
+__all__ = ["HEADER", "remember", "replay", "request_hash", "request_key", "settle", "stored"]
 
 HEADER = "Idempotency-Key"
 _MAX_KEY = 200
@@ -44,6 +44,15 @@ def request_hash(request: web.Request, body: bytes) -> str:
 
 async def replay(conn: AsyncConnection, tenant_id: int, key: str, digest: str) -> web.Response | None:
     """The stored response of an earlier request with this key, or None for a new key."""
+    found = await stored(conn, tenant_id, key, digest)
+    if found is None:
+        return None
+    return web.json_response(text=found[1], status=found[0], headers={"Idempotent-Replayed": "true"})
+
+
+async def stored(conn: AsyncConnection, tenant_id: int, key: str, digest: str) -> tuple[int, str] | None:
+    """(status, JSON text) stored under the key, or None for a new key; InputError when the
+    key was used with another request."""
     row = (
         await conn.execute(
             select(_keys.c.request_hash, _keys.c.status, _keys.c.body).where(
@@ -55,7 +64,7 @@ async def replay(conn: AsyncConnection, tenant_id: int, key: str, digest: str) -
         return None
     if row.request_hash != digest:
         raise InputError("was already used with another request (a new request needs a new key)", field=HEADER)
-    return web.json_response(text=row.body, status=row.status, headers={"Idempotent-Replayed": "true"})
+    return row.status, row.body
 
 
 async def remember(

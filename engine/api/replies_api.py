@@ -20,6 +20,8 @@ deliveries say which.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +31,11 @@ from engine.api import idempotency
 from engine.api.auth import Caller, Permission, requires
 from engine.api.problems import problem
 from engine.api.requests import json_object
-from engine.api.services import services
+from engine.api.services import Services, services
 from engine.errors import InputError
 from engine.send.individual import NotSent, send_individual
 
-__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
+__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "ReplyOutcome", "routes", "send_reply"]
 
 routes = web.RouteTableDef()
 PATH = "/api/v1/contacts/{external_id}/replies"
@@ -66,27 +68,53 @@ async def reply(request: web.Request, caller: Caller) -> web.Response:
         raise InputError(f"{channel!r} is not email or sms", field="channel")
     text = _string(body, "body", required=True)
     subject, sender, class_code = _string(body, "subject"), _string(body, "from"), _string(body, "class")
+    digest = idempotency.request_hash(request, await request.read()) if key is not None else ""
+    outcome = await send_reply(shared, caller, external_id, channel, text or "", subject, sender, class_code, key, digest)
+    if outcome.conflict is not None:
+        return problem(409, outcome.conflict)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return web.json_response(outcome.answer, status=outcome.status, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """What a reply came to: the status and body the API answers with; `replayed` when an
+    earlier request with the same key answered it (nothing sent again); `conflict` when a
+    request with the key is in flight (nothing sent)."""
+
+    status: int
+    answer: dict[str, Any]
+    replayed: bool = False
+    conflict: str | None = None
+
+
+async def send_reply(
+    shared: Services, caller: Caller, external_id: str, channel: str, text: str, subject: str | None,
+    sender: str | None, class_code: str | None, key: str | None, digest: str,
+) -> ReplyOutcome:
+    """Send one reply at most once per idempotency `key` (the API's header, the desk's
+    one-time form token): the key is committed as "in progress" before the send and settled
+    with the answer after it. InputError for a bad field (named as the API's body fields)."""
     if key is not None:
-        digest = idempotency.request_hash(request, await request.read())
         try:
             async with shared.engine.begin() as conn:
-                stored = await idempotency.replay(conn, caller.tenant_id, key, digest)
+                stored = await idempotency.stored(conn, caller.tenant_id, key, digest)
                 if stored is not None:
-                    return stored
+                    return ReplyOutcome(stored[0], json.loads(stored[1]), replayed=True)
                 await idempotency.remember(conn, caller.tenant_id, key, digest, 409, {
                     "title": "in progress", "status": 409,
                     "detail": "a reply with this Idempotency-Key is being sent or was interrupted; see the contact's deliveries",
                 }, shared.clock())
         except IntegrityError:
-            return problem(409, f"another request with this {idempotency.HEADER} is being processed")
-    status, answer = await _send(shared, caller, external_id, channel, text or "", subject, sender, class_code)
+            return ReplyOutcome(409, {}, conflict=f"another request with this {idempotency.HEADER} is being processed")
+    status, answer = await _send(shared, caller, external_id, channel, text, subject, sender, class_code)
     if key is not None:
         async with shared.engine.begin() as conn:
             await idempotency.settle(conn, caller.tenant_id, key, status, answer)
-    return web.json_response(answer, status=status)
+    return ReplyOutcome(status, answer)
 
 
-async def _send(shared, caller: Caller, external_id: str, channel: str, text: str, subject: str | None,  # noqa: ANN001
+async def _send(shared: Services, caller: Caller, external_id: str, channel: str, text: str, subject: str | None,
                 sender: str | None, class_code: str | None) -> tuple[int, dict[str, Any]]:
     try:
         result = await send_individual(

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.desk import not_found, settings, sign_in
+from engine.desk import contact_actions, contacts, not_found, replies, settings, sign_in
 from engine.desk.throttle import THROTTLE, Throttle
 
 __all__ = ["MODULES", "install"]
 
 # Every desk module with `routes`, in registration order; `not_found` (any other /desk path)
 # must stay last.
-MODULES = (sign_in, settings, not_found)
+MODULES = (sign_in, contacts, contact_actions, replies, settings, not_found)
 
 
 def install(app: web.Application) -> None:

@@ -1,0 +1,105 @@
+"""A salesperson's round in a real browser (Debian's headless Chromium, Selenium): sign in,
+find a customer, confirm the overdue review, record an opt-out, see it in the log, reply by
+email and find the email at the capture server. A screenshot of each page goes to
+artifacts/desk/ (git-ignored).
+
+SQLite only: the pages' SQL is the same on both databases and the HTTP tests
+(test_contacts.py) run on both; a browser run is slow, so it runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.browser import start_chromium
+from tests.desk.conftest import PASSWORD, Desk
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk, browser: webdriver.Chrome) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    sink = desk.api.sink
+    assert sink is not None
+    before = len([m for m in sink.smtp.messages if "ava@example.com" in str(m["to"])])
+
+    def wait_for(selector: str) -> str:
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+        return browser.find_element(By.CSS_SELECTOR, selector).text
+
+    def sign_in_and_search() -> str:
+        browser.get(desk.url("/desk/sign-in"))
+        browser.find_element(By.ID, "tenant").send_keys("acme-motors")
+        browser.find_element(By.ID, "username").send_keys("sales")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "#password ~ button[type=submit]").click()
+        wait_for("#q")
+        browser.find_element(By.ID, "q").send_keys("ava smi")
+        browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
+        found = wait_for("table tbody")
+        browser.save_screenshot(str(ARTIFACTS / "contacts-search.png"))
+        return found
+
+    assert "ava@example.com" in await asyncio.to_thread(sign_in_and_search)
+
+    def open_and_confirm_review() -> tuple[str, str]:
+        browser.find_element(By.LINK_TEXT, "Ava Smith").click()
+        heading = wait_for("h1")
+        browser.save_screenshot(str(ARTIFACTS / "contact-review.png"))
+        Select(browser.find_element(By.ID, "review-method")).select_by_value("verbal")
+        browser.find_element(By.XPATH, "//button[text()='Yes, these are still right']").click()
+        return heading, wait_for("p.notice")
+
+    heading, notice = await asyncio.to_thread(open_and_confirm_review)
+    assert heading == "Review Ava Smith's preferences first" and notice == "Recorded: review."
+
+    def opt_out() -> tuple[str, str]:
+        Select(browser.find_element(By.ID, "marketing-method")).select_by_value("phone_call")
+        browser.find_element(By.ID, "marketing-note").send_keys("no more offers, please")
+        browser.find_element(By.XPATH, "//button[text()='Opt out of marketing']").click()
+        notice = wait_for("p.notice")
+        browser.save_screenshot(str(ARTIFACTS / "contact.png"))
+        return notice, browser.find_element(By.CSS_SELECTOR, "ol.timeline li").text
+
+    notice, newest = await asyncio.to_thread(opt_out)
+    assert notice == "Recorded: opt out."
+    assert "opt out" in newest and "phone_call" in newest and "no more offers, please" in newest and "sales" in newest
+
+    def reply() -> tuple[str, str]:
+        browser.find_element(By.LINK_TEXT, "Reply to Ava Smith").click()
+        wait_for("#reply-body")
+        browser.find_element(By.ID, "reply-subject").send_keys("Your car is ready")
+        browser.find_element(By.ID, "reply-body").send_keys("Hi Ava, your car is ready for pick-up.")
+        browser.find_element(By.XPATH, "//button[text()='Check before sending']").click()
+        decision = wait_for("#decision ~ p strong")
+        browser.save_screenshot(str(ARTIFACTS / "contact-reply-check.png"))
+        browser.find_element(By.XPATH, "//button[text()='Send now']").click()
+        sent = wait_for("#sent")
+        browser.save_screenshot(str(ARTIFACTS / "contact-reply-sent.png"))
+        return decision, sent
+
+    decision, sent = await asyncio.to_thread(reply)
+    assert decision == "will be sent" and sent == "Sent"
+    sink.call(sink.smtp.wait_for(before + 1, timeout=10))
+    to_ava = [m for m in sink.smtp.messages if "ava@example.com" in str(m["to"])]
+    assert len(to_ava) == before + 1 and "Your car is ready" in str(to_ava[-1])
+    for name in ("contacts-search", "contact-review", "contact", "contact-reply-check", "contact-reply-sent"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 0
