@@ -15,7 +15,8 @@ Throughput is measured where the messages arrive: the capture server's own recei
 first to last message (process start-up is the same for every row and left out). CPU is the
 CPU seconds of our processes during the send (the workers and the enqueuing `campaign send`;
 for inline, the one process) per 1,000 messages; the capture server's and PostgreSQL's are
-reported apart. The capture servers run in their own processes, one per channel.
+reported apart, and "cores busy" is messages/s times all three: on a shared host the
+throughput follows the cores the send was given, so read the CPU columns first. The capture servers run in their own processes, one per channel.
 
 The last line reads `workers: 2 vs 1 = R.RRx`: email, PostgreSQL, two workers over one.
 """
@@ -201,15 +202,22 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
     return results
 
 
+def cores_busy(result: dict) -> float:
+    """Cores the whole send kept busy (ours, the sink's, PostgreSQL's): on a shared host,
+    what it was given; the messages/s column follows it."""
+    return result["per_s"] * (result["cpu_per_1k"] + result["sink_cpu_per_1k"] + result["db_cpu_per_1k"]) / 1000
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| channel | run | messages | messages/s | vs 1 worker | our CPU s / 1,000 | sink CPU s / 1,000 | PostgreSQL CPU s / 1,000 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| channel | run | messages | messages/s | vs 1 worker | our CPU s / 1,000 | sink CPU s / 1,000 | PostgreSQL CPU s / 1,000 "
+             "| cores busy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for result in results:
         one = next((r for r in results if r["channel"] == result["channel"] and r["run"].endswith(", 1 worker")), None)
         ratio = f"{result['per_s'] / one['per_s']:.2f}x" if one and "arq" in result["run"] else "—"
         database = f"{result['db_cpu_per_1k']:.2f}" if "arq" in result["run"] else "(in process)"
         lines.append(f"| {result['channel']} | {result['run']} | {result['sent']:,} | {result['per_s']:,.0f} | {ratio} | "
-                     f"{result['cpu_per_1k']:.2f} | {result['sink_cpu_per_1k']:.2f} | {database} |")
+                     f"{result['cpu_per_1k']:.2f} | {result['sink_cpu_per_1k']:.2f} | {database} | {cores_busy(result):.2f} |")
     return "\n".join(lines)
 
 
