@@ -14,10 +14,10 @@ Redis server they share is that clock (each worker's own clock may be skewed; a 
 `--at` clock may be a day ahead). The caller turns the returned wait into a local monotonic
 deadline, so skew between machines does not matter either.
 
-Chunks: a worker reserves a few slots per round trip (about `CHUNK_SPAN_S` of sending) and
-hands them to its concurrent senders. Slots reserved and never used (the batch ended) are
-lost, which only slows the sender, and by at most one chunk per batch job: far inside the
-5 % the limit promises.
+Chunks: a job reserves several slots per round trip, one for each of its senders waiting at
+that moment and at least `CHUNK_SPAN_S` of sending, and hands them out in order. Slots
+reserved and never used (the batch ended) are lost, which only slows the sender, and by at
+most one chunk per batch job: far inside the 5 % the limit promises.
 """
 
 from __future__ import annotations
@@ -81,22 +81,29 @@ class SharedRateLimiter:
         self._chunk = max(1, min(MAX_CHUNK, math.floor(per_second * CHUNK_SPAN_S)))
         self._slots: deque[float] = deque()  # monotonic deadlines of reserved slots
         self._lock = asyncio.Lock()
+        self._waiting = 0  # senders asking for a slot right now
 
     async def acquire(self) -> None:
-        async with self._lock:  # one reservation in flight per limiter; the others take its slots
-            if not self._slots:
-                await self._reserve()
-            deadline = self._slots.popleft()
+        self._waiting += 1
+        try:
+            async with self._lock:  # one reservation in flight per limiter; the others take its slots
+                if not self._slots:
+                    # A slot for everyone already waiting: they take them next, so none is
+                    # wasted, and a busy host pays one round trip per wave, not per chunk.
+                    await self._reserve(min(MAX_CHUNK, max(self._chunk, self._waiting)))
+                deadline = self._slots.popleft()
+        finally:
+            self._waiting -= 1
         delay = deadline - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _reserve(self) -> None:
+    async def _reserve(self, wanted: int) -> None:
         try:
-            wait_us = int(await self._script(keys=[self.key], args=[repr(self._interval_us), self._chunk, repr(self._tolerance_us)]))
+            wait_us = int(await self._script(keys=[self.key], args=[repr(self._interval_us), wanted, repr(self._tolerance_us)]))
         except (RedisError, OSError) as exc:
             raise RateLimitUnavailable(self.key, exc) from exc
         # Waits are relative to Redis's clock, deadlines to ours: skew between them cancels.
         start = time.monotonic() + wait_us / 1e6
         step = self._interval_us / 1e6
-        self._slots.extend(start + i * step for i in range(self._chunk))
+        self._slots.extend(start + i * step for i in range(wanted))
