@@ -33,6 +33,7 @@ FULL = [
     ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
     ["bench.bench_contacts_api", "--db", "postgres"],
     ["bench.bench_desk_contacts"],
+    ["bench.bench_workers"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -46,6 +47,7 @@ QUICK = [
     ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
     ["bench.bench_contacts_api", "--db", "sqlite", "--contacts", "2000", "--seconds", "2", "--concurrency", "16"],
     ["bench.bench_desk_contacts", "--contacts", "20000", "--requests", "10"],
+    ["bench.bench_workers", "--recipients", "2000"],
 ]
 
 

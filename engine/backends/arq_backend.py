@@ -16,6 +16,11 @@ key alive itself, `claim_ttl / 6` at a time with a lifetime of `claim_ttl`: when
 worker dies the key lapses with its claims, another worker picks the job up, reclaims the
 rows left in doubt, and `send --backend arq` finishes. A job that finds rows of its range
 still held by a runner that has gone quiet waits for those claims to lapse, then takes them.
+
+The campaign's `rate.per_second` is the sender's, whatever the number of workers: every job
+paces through one Redis key per sender (engine/backends/shared_rate.py). When that key
+cannot be reached the job stops sending, hands its unsent rows back to `pending`, and asks
+arq to run it again later (`Retry`), up to MAX_TRIES: a batch is never sent unpaced.
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus
-from arq.worker import func
+from arq.worker import Retry, func
 
+from engine.backends.shared_rate import SharedRateLimiter
 from engine.clock import Clock, offset_clock, system_clock
 from engine.config import Settings
 from engine.db.batches import iter_bounds
 from engine.db.session import sending_engine
 from engine.db.tenants import TenantRecord
+from engine.send.errors import DatabaseUnreachable, RateLimitUnavailable
 from engine.send.launch import CampaignRecord
 from engine.send.pipeline import RunSummary, SendOptions
+from engine.send.ratelimit import sender_key
 from engine.send.runner import SendResult, resume_target, run_range, settle
 from engine.transports.errors import StopCause
 
@@ -46,6 +54,10 @@ log = logging.getLogger(__name__)
 QUEUE = "consentry:batches"
 # A batch job killed this many times in a row is reported failed rather than retried for ever.
 MAX_TRIES = 5
+# Batch jobs one worker runs at once (its database pool is sized for them).
+MAX_JOBS = 4
+# The wait before a job stopped early (rate limit unreachable, claims lost) runs again, times its try.
+RATE_RETRY_S = 2.0
 
 
 def job_id(campaign_id: int, after_id: int) -> str:
@@ -128,10 +140,24 @@ async def send_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     heartbeat = asyncio.create_task(_keep_in_progress(ctx["redis"], ctx["job_id"], options.claim_ttl_s))
     try:
         record, tenant = await resume_target(engine, payload["tenant"], payload["campaign"])
+        rate = record.definition.model.rate
+        pacer = SharedRateLimiter(ctx["redis"], sender_key(record, tenant), rate.per_second) if rate else None
         # run_range waits out rows of the range that another runner holds (see its doc).
-        summary = await run_range(
-            engine, record, tenant, settings, options, id_range=id_range, clock=clock, lease_clock=system_clock
-        )
+        try:
+            summary = await run_range(
+                engine, record, tenant, settings, options, id_range=id_range, clock=clock, lease_clock=system_clock,
+                pacer=pacer,
+            )
+        except (RateLimitUnavailable, DatabaseUnreachable) as exc:
+            # Nothing of the range is lost: unsent rows are pending (or claimed, lapsing).
+            log.warning("%s: %s; the batch runs again later", ctx["job_id"], exc)
+            raise Retry(defer=RATE_RETRY_S * ctx.get("job_try", 1)) from exc
+        if summary.lost_claims:
+            # This worker stalled past its claims (a starved host, the database out of reach
+            # for a while) and stopped with part of its range unsent: another try finishes
+            # it. Rows sent meanwhile are final and skipped; rows others took are theirs.
+            log.warning("%s: lost its claims; the batch runs again", ctx["job_id"])
+            raise Retry(defer=RATE_RETRY_S * ctx.get("job_try", 1))
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -157,14 +183,14 @@ async def _keep_in_progress(redis: ArqRedis, identifier: str, ttl_s: float) -> N
 async def _startup(ctx: dict[str, Any]) -> None:
     settings = ctx.get("settings") or Settings.from_environ()
     ctx["settings"] = settings
-    ctx["engine"] = sending_engine(settings.database_url, settings.claim_ttl_s)
+    ctx["engine"] = sending_engine(settings.database_url, settings.claim_ttl_s, runs=ctx.get("max_jobs", MAX_JOBS))
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
     await ctx["engine"].dispose()
 
 
-def worker_settings(settings: Settings, burst: bool = False, max_jobs: int = 4) -> dict[str, Any]:
+def worker_settings(settings: Settings, burst: bool = False, max_jobs: int = MAX_JOBS) -> dict[str, Any]:
     """Keyword arguments for arq's Worker running our batch job."""
     return {
         "functions": [func(send_batch, name="send_batch", max_tries=MAX_TRIES, timeout=3600)],
@@ -172,7 +198,7 @@ def worker_settings(settings: Settings, burst: bool = False, max_jobs: int = 4) 
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": _startup,
         "on_shutdown": _shutdown,
-        "ctx": {"settings": settings},
+        "ctx": {"settings": settings, "max_jobs": max_jobs},
         "burst": burst,
         "poll_delay": 0.1 if burst else 0.5,
         "max_jobs": max_jobs,

@@ -12,7 +12,12 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, idle_in_transaction_s: float | None = None) -> AsyncEngine:
+# Connections one run uses at once: its producer (gate, record, claim), its result writer and
+# its claim renewer. A renewal that waits for a pooled connection delays the claims it keeps.
+RUN_CONNECTIONS = 3
+
+
+def make_engine(url: str, *, idle_in_transaction_s: float | None = None, connections: int = 5) -> AsyncEngine:
     """An engine for `url`.
 
     `idle_in_transaction_s` (PostgreSQL): the server ends a session that sits inside a
@@ -40,13 +45,14 @@ def make_engine(url: str, *, idle_in_transaction_s: float | None = None) -> Asyn
     connect_args = {}
     if idle_in_transaction_s is not None:
         connect_args["server_settings"] = {"idle_in_transaction_session_timeout": str(int(idle_in_transaction_s * 1000))}
-    return create_async_engine(url, pool_size=5, max_overflow=5, connect_args=connect_args)
+    return create_async_engine(url, pool_size=max(5, connections), max_overflow=5, connect_args=connect_args)
 
 
-def sending_engine(url: str, claim_ttl_s: float) -> AsyncEngine:
+def sending_engine(url: str, claim_ttl_s: float, runs: int = 1) -> AsyncEngine:
     """The engine of a runner: a frozen one's transaction is ended well before its claims
-    lapse (a third of the claim ttl, at least a second)."""
-    return make_engine(url, idle_in_transaction_s=max(1.0, claim_ttl_s / 3))
+    lapse (a third of the claim ttl, at least a second). `runs`: how many runs share the
+    engine at once (an arq worker's concurrent batch jobs)."""
+    return make_engine(url, idle_in_transaction_s=max(1.0, claim_ttl_s / 3), connections=RUN_CONNECTIONS * runs)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

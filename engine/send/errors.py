@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.errors import ConsentryError
 
-__all__ = ["DatabaseUnreachable"]
+__all__ = ["DatabaseUnreachable", "RateLimitUnavailable"]
 
 
 class DatabaseUnreachable(ConsentryError):
@@ -22,3 +22,14 @@ class DatabaseUnreachable(ConsentryError):
             f"campaign {campaign} stopped: the database is unreachable ({detail}); recipients not sent yet "
             f"stay pending. When the database is back, run `{self.resume_command}`"
         )
+
+
+class RateLimitUnavailable(ConsentryError):
+    """The shared rate limit (Redis) could not be asked for a slot. The run stops instead of
+    sending unpaced: a relay or a provider number over its rate rejects or filters what it
+    gets, and N workers each sending unpaced would exceed it N times over. Rows claimed and
+    not sent go back to `pending`; the arq job is retried (engine/backends/arq_backend.py)."""
+
+    def __init__(self, key: str, cause: BaseException) -> None:
+        self.key = key
+        super().__init__(f"the shared rate limit of {key} is unreachable ({cause or type(cause).__name__}); nothing more is sent unpaced")

@@ -48,9 +48,9 @@ from engine.send.breaker import PolicyBreaker
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
 from engine.send.content import Content, Job
-from engine.send.errors import DatabaseUnreachable
+from engine.send.errors import DatabaseUnreachable, RateLimitUnavailable
 from engine.send.launch import CampaignRecord
-from engine.send.ratelimit import RateLimiter
+from engine.send.ratelimit import Pacer, RateLimiter
 from engine.send.results import WITHDRAWN, Result, ResultWriter
 from engine.transports.errors import (
     DispatchCancelled,
@@ -135,6 +135,7 @@ class CampaignRun:
         id_range: tuple[int, int | None] = (0, None),
         instruments: Instruments | None = None,
         lease_clock: Clock | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.id_range = id_range
         self.metrics = instruments or default_instruments()
@@ -159,7 +160,8 @@ class CampaignRun:
         self.cap = cap_for(tenant.policy, self.channel)
         self.claims = Claimant(engine, clock, record.id, options.claim_ttl_s, self.cap, lease_clock)
         rate = self.definition.model.rate
-        self.limiter = RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
+        # The arq backend passes the sender's limit shared through Redis; inline, this process is the only sender.
+        self.limiter = pacer or RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
@@ -213,7 +215,8 @@ class CampaignRun:
         self.summary.lost_claims = self.claims.lost
         self.summary.halted = self.claims.halted
         if self.broken is not None:
-            if database_unreachable(self.broken):
+            # (A refused connection to the rate limit's Redis is no database outage.)
+            if not isinstance(self.broken, RateLimitUnavailable) and database_unreachable(self.broken):
                 raise DatabaseUnreachable(self.record.code, self.tenant.code, self.broken) from self.broken
             raise self.broken
         return self.summary
@@ -455,7 +458,12 @@ class CampaignRun:
                     if found is not None:
                         self.summary.reconciled += 1
                         return Result(DeliveryState.SENT, provider_id=found), None
-                await self.limiter.acquire()
+                try:
+                    await self.limiter.acquire()
+                except RateLimitUnavailable as exc:
+                    # Never unpaced: stop the run; this row goes back to pending (withdrawn).
+                    self.broken = self.broken or exc
+                    return WITHDRAWN, None
                 if not self.claims.may_dispatch():
                     return WITHDRAWN, None
                 with self.metrics.time_dispatch(self.channel):

@@ -35,6 +35,7 @@ from engine.send.dkim import key_for, load_signer
 from engine.send.errors import DatabaseUnreachable
 from engine.send.launch import CampaignRecord, get_campaign, launch
 from engine.send.pipeline import CampaignRun, RunSummary, SendOptions
+from engine.send.ratelimit import Pacer
 from engine.webhooks.outbox import enqueue_campaign_finished
 
 
@@ -144,6 +145,7 @@ async def run_range(
     *,
     clock: Clock,
     lease_clock: Clock | None = None,
+    pacer: Pacer | None = None,
 ) -> RunSummary:
     """Send the part of a campaign whose contact ids fall in (after, upto]: all of it by default.
 
@@ -151,6 +153,9 @@ async def run_range(
     error. Rows another runner holds are waited for: if that runner is alive it finishes
     them; if it died or froze, its claims lapse within the claim ttl and the next pass here
     takes them over (reconciling what may have gone out).
+
+    `pacer` is the sender's rate limit when other processes share it (the arq backend's,
+    through Redis); by default this run paces alone.
     """
     content = Content(record, tenant, settings, clock)
     content.sign_in_processes(settings.dkim_processes)
@@ -161,7 +166,7 @@ async def run_range(
     try:
         while True:
             run = CampaignRun(engine, record, tenant, content, channel, options, clock, observer, id_range,
-                              lease_clock=lease_clock)
+                              lease_clock=lease_clock, pacer=pacer)
             summary.add(await run.run())
             if run.fatal is not None:
                 summary.fatal, summary.stop_cause = str(run.fatal), run.fatal.stop_cause

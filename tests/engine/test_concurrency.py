@@ -7,8 +7,9 @@ recipient once" is counted where a recipient would count it, and compared with t
 
 Every runner gates at its own now (no `--at`), on a dealership dated relative to now whose
 quiet hours are switched off, so what goes out does not depend on the time of day of the run.
-Campaigns are paced with their `rate` (per runner) and the capture's latency, so that the
-runners really overlap; the tests check that they did (more than one runner sent).
+Campaigns are paced with their `rate` (per inline runner; shared by all arq workers) and the
+capture's latency, so that the runners really overlap; the tests check that they did (more
+than one runner sent).
 
 Races that timing alone would hit only now and then are made certain by holding a
 PostgreSQL table lock at the right moment (`table_locked`).
