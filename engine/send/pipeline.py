@@ -57,6 +57,7 @@ from engine.transports.errors import (
     PermanentError,
     StopCause,
     TransientError,
+    TransportTimeoutError,
 )
 from gating import (
     BatchEvaluator,
@@ -443,6 +444,10 @@ class CampaignRun:
         """The result of one delivery, and the permanent error it came from, if any."""
         options = self.options
         error: Exception | None = None
+        # An in-doubt message (an earlier attempt may have reached the provider) is looked
+        # up before any resend, on every attempt until a lookup has answered: a lookup that
+        # failed must never be followed by a blind send.
+        reconcile_first = job.in_doubt
         for attempt in range(options.max_attempts):
             if self.broken is not None:
                 return WITHDRAWN, None
@@ -453,11 +458,12 @@ class CampaignRun:
             if not self.claims.may_dispatch():
                 return WITHDRAWN, None
             try:
-                if job.in_doubt and attempt == 0:
+                if reconcile_first:
                     found = await self.transport.reconcile(self.content, job)
                     if found is not None:
                         self.summary.reconciled += 1
                         return Result(DeliveryState.SENT, provider_id=found), None
+                    reconcile_first = False
                 try:
                     await self.limiter.acquire()
                 except RateLimitUnavailable as exc:
@@ -483,6 +489,9 @@ class CampaignRun:
             except TransientError as exc:
                 self.metrics.record_transport_error(self.channel, "transient")
                 error = exc
+                if isinstance(exc, TransportTimeoutError):
+                    # No answer in time: the message may have been taken. Look before resending.
+                    reconcile_first = True
                 delay = min(options.retry_max_s, options.retry_base_s * 2**attempt)
                 # Full jitter: many workers retrying a recovering relay must not stampede it.
                 await asyncio.sleep(random.uniform(0, delay) if attempt + 1 < options.max_attempts else 0)

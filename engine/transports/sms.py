@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -58,6 +59,14 @@ _SENDER_CODES = {21212, 21606, 21659}  # invalid From, From not SMS-capable / no
 _AUTH_CODES = {20003}
 
 
+# The guard of the request this task is making, asked again by every write to the socket
+# (engine/transports/guarded.py). A context variable, not an attribute of the shared client:
+# concurrent sends of several runners (and reconciling reads) each see their own, never the
+# last one set — a stale guard of a runner that lost its claims once made a reconciling
+# read fail, and the retry then sent without reconciling.
+_GUARD: ContextVar[Callable[[], bool] | None] = ContextVar("consentry_sms_guard", default=None)
+
+
 class TwilioSms(SmsTransport):
     """Texts through Twilio's Messages API at `base_url`, at most `concurrency` at once."""
 
@@ -71,9 +80,6 @@ class TwilioSms(SmsTransport):
         self.concurrency = concurrency
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
-        # The sender's guard (send's `guard`), asked again by every write to the socket
-        # (engine/transports/guarded_http.py).
-        self._guard: Callable[[], bool] | None = None
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
 
@@ -84,7 +90,7 @@ class TwilioSms(SmsTransport):
             # aiohttp binds its session to the loop it is created in: never at import time.
             asyncio.get_running_loop()
             self._http = AsyncTwilioHttpClient(pool_connections=False)
-            self._http.session = aiohttp.ClientSession(connector=GuardedConnector(lambda: self._guard))
+            self._http.session = aiohttp.ClientSession(connector=GuardedConnector(_GUARD.get))
             client = Client(
                 self.account_sid, self.auth_token, http_client=self._http,
                 # An explicit environment, so TWILIO_EDGE / TWILIO_REGION cannot rewrite the
@@ -106,7 +112,7 @@ class TwilioSms(SmsTransport):
         async with self._slots:
             if guard is not None and not guard():
                 raise DispatchCancelled("the runner lost its claim before the request; nothing was sent")
-            self._guard = guard
+            request_guard = _GUARD.set(guard)
             try:
                 async with asyncio.timeout(self.timeout):
                     message = await self.client.messages.create_async(
@@ -117,6 +123,8 @@ class TwilioSms(SmsTransport):
                 raise
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise classify(exc) from exc
+            finally:
+                _GUARD.reset(request_guard)
         segments = message.num_segments
         return message.sid, int(segments) if segments not in (None, "") else None
 
@@ -130,12 +138,16 @@ class TwilioSms(SmsTransport):
         """
         since = datetime.fromtimestamp(since_us / 1_000_000, UTC) - timedelta(seconds=RECONCILE_SKEW_S)
         async with self._slots:
+            # A read sends nothing: no claim guards it (and none of a send may leak into it).
+            request_guard = _GUARD.set(None)
             try:
                 async with asyncio.timeout(self.timeout):
                     messages = await self.client.messages.list_async(
                         to=to, from_=from_, limit=RECONCILE_LIMIT)
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise classify(exc) from exc
+            finally:
+                _GUARD.reset(request_guard)
         for message in messages:
             created = message.date_created
             if message.body == body and isinstance(created, datetime) and created >= since:

@@ -95,6 +95,20 @@ async def test_find_sent_reconciles_an_in_doubt_send(sms_server: SmsCaptureServe
     assert await twilio.find_sent("+15550002005", SENDER, "Hello from Acme", later) is None
 
 
+
+async def test_a_send_guard_never_outlives_its_send(sms_server: SmsCaptureServer, twilio: TwilioSms) -> None:
+    """A runner's claim guard covers its own request only. Once that runner has lost its
+    claims, a reconciling read (or another runner's send) on the same client still goes out:
+    a read refused by a stale guard once made the pipeline resend an in-doubt text blindly."""
+    since = now_us()
+    holding = [True]
+    sid, _ = await twilio.send("+15550002015", SENDER, "Guarded hello", guard=lambda: holding[0])
+    holding[0] = False
+    assert await twilio.find_sent("+15550002015", SENDER, "Guarded hello", since) == sid
+    other, _ = await twilio.send("+15550002016", SENDER, "Another runner", guard=lambda: True)
+    assert [m["to"] for m in sms_server.messages][-2:] == ["+15550002015", "+15550002016"]
+    assert other != sid
+
 async def test_find_sent_after_a_capture_server_restart(tmp_path: Path) -> None:
     since = now_us()
     async with SmsCaptureServer(port=0, store_dir=tmp_path) as server:
