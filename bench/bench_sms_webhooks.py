@@ -114,11 +114,11 @@ def _per_reply(function: Callable[[str], object], bodies: Sequence[str], repeat:
 class Server:
     """`consentry serve --port 0` in its own process; its CPU is read from /proc."""
 
-    def __init__(self, env: dict[str, str], log: Path, profile: Path | None) -> None:
+    def __init__(self, env: dict[str, str], log: Path, profile: Path | None, extra: tuple[str, ...] = ()) -> None:
         python = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [*python, "-m", "engine", "serve", "--port", "0"], env={**env, "PYTHONUNBUFFERED": "1"},
+            [*python, "-m", "engine", "serve", "--port", "0", *extra], env={**env, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=self.log, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60

@@ -2,9 +2,9 @@
 one campaign's recipients a page at a time.
 
 Every read is scoped by `tenant_id` first (the session's, never the URL's) and walks an
-index: campaigns newest first by id, recipients by delivery id within (campaign, reason)
-(migration 0011), so a page costs the same on the first page of a million-recipient
-campaign as on its last. Counts are one GROUP BY over the campaign's index entries.
+index: campaigns newest first by id; recipients in audience order (contact id) on the
+deliveries' unique key, or on (campaign, reason, contact) when filtered (migration 0011), so
+a page costs the same on the first page of a million-recipient campaign as on its last. Counts are one GROUP BY over the campaign's index entries.
 Nothing here interprets consent: decisions and reasons are read as the runner recorded them.
 """
 
@@ -113,6 +113,7 @@ async def progress_by_campaign(conn: AsyncConnection, tenant_id: int, campaign_i
 @dataclass(frozen=True, slots=True)
 class RecipientRow:
     id: int
+    contact_id: int
     external_id: str
     first_name: str | None
     last_name: str | None
@@ -132,7 +133,7 @@ class RecipientRow:
 
 def _recipient_query():  # noqa: ANN202
     return (
-        select(_d.c.id, _contacts.c.external_id, _contacts.c.first_name, _contacts.c.last_name, _d.c.address,
+        select(_d.c.id, _d.c.contact_id, _contacts.c.external_id, _contacts.c.first_name, _contacts.c.last_name, _d.c.address,
                _d.c.decision, _d.c.reason, _d.c.state, _d.c.purpose, _d.c.defer_until_us, _d.c.sent_at_us,
                _d.c.updated_at_us)
         .join(_contacts, _contacts.c.id == _d.c.contact_id)
@@ -140,24 +141,25 @@ def _recipient_query():  # noqa: ANN202
 
 
 async def recipients_page(
-    conn: AsyncConnection, tenant_id: int, campaign_id: int, reason: str | None, after_id: int | None, limit: int
+    conn: AsyncConnection, tenant_id: int, campaign_id: int, reason: str | None, after: int | None, limit: int
 ) -> tuple[list[RecipientRow], int | None]:
-    """Up to `limit` recipients in delivery order after `after_id`, only those with `reason`
-    when given; and the cursor of the next page (None on the last)."""
+    """Up to `limit` recipients in audience order (contact id; a campaign has one row per
+    contact) after contact id `after`, only those with `reason` when given; and the cursor
+    of the next page (None on the last)."""
     query = (
         _recipient_query()
         .where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id)
-        .order_by(_d.c.id)
+        .order_by(_d.c.contact_id)
         .limit(limit + 1)
     )
     if reason is not None:
         query = query.where(_d.c.reason == reason)
-    if after_id is not None:
-        query = query.where(_d.c.id > after_id)
+    if after is not None:
+        query = query.where(_d.c.contact_id > after)
     rows = [RecipientRow(*row) for row in (await conn.execute(query)).all()]
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+    return rows, (rows[-1].contact_id if more else None)
 
 
 async def recipient(conn: AsyncConnection, tenant_id: int, campaign_id: int, external_id: str) -> RecipientRow | None:
@@ -165,13 +167,13 @@ async def recipient(conn: AsyncConnection, tenant_id: int, campaign_id: int, ext
     row = (await conn.execute(
         _recipient_query().where(_d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id,
                                  _contacts.c.tenant_id == tenant_id, _contacts.c.external_id == external_id)
-        .order_by(_d.c.id).limit(1)
+        .limit(1)
     )).first()
     return None if row is None else RecipientRow(*row)
 
 
 async def sent_before(conn: AsyncConnection, tenant_id: int, campaign_id: int, row: RecipientRow) -> set[str]:
-    """The row's address, if an earlier recipient of the same campaign was given the send at
+    """The row's address, if a recipient before it in audience order was given the send at
     it: the data rule 5 (duplicate_address) needs to explain this recipient as the runner
     decided it. Gating, not this function, says what it means."""
     if not row.address:
@@ -179,7 +181,7 @@ async def sent_before(conn: AsyncConnection, tenant_id: int, campaign_id: int, r
     earlier = (await conn.execute(
         select(_d.c.id).where(
             _d.c.tenant_id == tenant_id, _d.c.campaign_id == campaign_id, _d.c.address == row.address,
-            _d.c.decision == DecisionKind.SEND, _d.c.id < row.id,
+            _d.c.decision == DecisionKind.SEND, _d.c.contact_id < row.contact_id,
         ).limit(1)
     )).first()
     return {row.address} if earlier is not None else set()
