@@ -22,6 +22,9 @@ person clicks:
 - `reason-deep`: the same filter, 20 pages in (keyset cursor);
 - `explain`: a suppressed recipient's explanation.
 
+`first` is the first request of each page (templates compiled, a finished campaign's counts
+read and remembered: engine/desk/campaign_counts.py), p50 / p95 those after it.
+
 Target: p95 under 300 ms for `campaign`, `reason` and `list`. With `--drop-index` the
 indexes of migration 0011 are dropped first: the figures without them, for comparison.
 """
@@ -62,7 +65,7 @@ MIX = (
     (3, "deferred", "defer", "quiet_hours"),
 )
 # Migration 0011's indexes; --drop-index puts back the one it replaced.
-INDEXES_0011 = ("ix_deliveries_tenant_id_campaign_id_state_purpose_decision_reason",
+INDEXES_0011 = ("ix_deliveries_campaign_counts",
                 "ix_deliveries_tenant_id_campaign_id_reason_contact_id", "ix_deliveries_tenant_id_campaign_id_feedback",
                 "ix_deliveries_tenant_id_campaign_id_state_errors")
 
@@ -149,7 +152,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def measure(base_url: str, requests: int) -> list[tuple[str, float, float, int]]:
+async def measure(base_url: str, requests: int) -> list[tuple[str, float, float, float, int]]:
     async with aiohttp.ClientSession(base_url=base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         async with session.post("/desk/sign-in", data={"tenant": TENANT, "username": "marketer", "password": PASSWORD},
                                 allow_redirects=False) as response:
@@ -172,9 +175,13 @@ async def measure(base_url: str, requests: int) -> list[tuple[str, float, float,
         ]
         rows = []
         for name, target in pages:
-            async with session.get(target) as response:  # warm: the first request compiles templates
+            # The first request compiles templates and, for a finished campaign, counts the
+            # rows this process then remembers (engine/desk/campaign_counts.py): timed apart.
+            started = time.perf_counter()
+            async with session.get(target) as response:
                 assert response.status == 200, (name, response.status)
                 await response.read()
+            first = time.perf_counter() - started
             timings = []
             for _ in range(requests):
                 started = time.perf_counter()
@@ -182,22 +189,23 @@ async def measure(base_url: str, requests: int) -> list[tuple[str, float, float,
                     await response.read()
                     assert response.status == 200, (name, response.status)
                 timings.append(time.perf_counter() - started)
-            rows.append((name, percentile(timings, 0.5), percentile(timings, 0.95), len(timings)))
-            print(f"{name:12} p50 {rows[-1][1]:7.1f} ms  p95 {rows[-1][2]:7.1f} ms", flush=True)
+            rows.append((name, first * 1000, percentile(timings, 0.5), percentile(timings, 0.95), len(timings)))
+            print(f"{name:12} first {rows[-1][1]:7.1f} ms  p50 {rows[-1][2]:7.1f} ms  p95 {rows[-1][3]:7.1f} ms", flush=True)
         return rows
 
 
-def markdown(rows: list[tuple[str, float, float, int]], args: argparse.Namespace, setup_s: float) -> str:
-    base = rows[0][1] or 1e-9
+def markdown(rows: list[tuple[str, float, float, float, int]], args: argparse.Namespace, setup_s: float) -> str:
+    base = rows[0][2] or 1e-9
     lines = [
         f"Desk campaign pages, {args.recipients:,} recipients (+{args.campaigns} campaigns of 1,000), PostgreSQL"
         f"{', without the indexes of 0011' if args.drop_index else ''}; {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} cores (shared); data written in {setup_s:.0f} s.",
         "",
-        "| page | p50 ms | p95 ms | p50 / healthz p50 | requests |",
-        "|---|---:|---:|---:|---:|",
+        "| page | first ms | p50 ms | p95 ms | p50 / healthz p50 | requests |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {name} | {p50:.1f} | {p95:.1f} | {p50 / base:.1f}× | {n} |" for name, p50, p95, n in rows]
+    lines += [f"| {name} | {first:.1f} | {p50:.1f} | {p95:.1f} | {p50 / base:.1f}× | {n} |"
+              for name, first, p50, p95, n in rows]
     return "\n".join(lines)
 
 
@@ -235,7 +243,7 @@ def main() -> None:
             db_server.stop()
     print()
     print(markdown(rows, args, setup_s))
-    slow = [name for name, _p50, p95, _n in rows if name in ("list", "campaign", "reason") and p95 >= 300]
+    slow = [name for name, _first, _p50, p95, _n in rows if name in ("list", "campaign", "reason") and p95 >= 300]
     if slow and not args.drop_index:
         print(f"p95 of {', '.join(slow)} is 300 ms or more (the target is under 300 ms)", file=sys.stderr)
         raise SystemExit(1)

@@ -32,6 +32,7 @@ FULL = [
     ["bench.bench_sms_webhooks", "--db", "postgres", "--skip-classify"],
     ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
     ["bench.bench_contacts_api", "--db", "postgres"],
+    ["bench.bench_desk_campaign", "--recipients", "1000000", "--requests", "50"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -44,6 +45,7 @@ QUICK = [
     ["bench.bench_sms_webhooks", "--contacts", "2000", "--requests", "500", "--rounds", "1", "--repeat", "20"],
     ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
     ["bench.bench_contacts_api", "--db", "sqlite", "--contacts", "2000", "--seconds", "2", "--concurrency", "16"],
+    ["bench.bench_desk_campaign", "--recipients", "20000", "--campaigns", "5", "--requests", "10"],
 ]
 
 

@@ -237,7 +237,8 @@ class Delivery(Base):
         UniqueConstraint("tenant_id", "campaign_id", "contact_id", "channel"),
         # A campaign's counts per state, decision and reason from the index alone (status,
         # the desk's campaign page); its prefix serves every lookup by state (0011).
-        Index(None, "tenant_id", "campaign_id", "state", "purpose", "decision", "reason"),
+        # (Named: the convention's name would pass PostgreSQL's 63 characters.)
+        Index("ix_deliveries_campaign_counts", "tenant_id", "campaign_id", "state", "purpose", "decision", "reason"),
         # The desk's recipients of one reason, a page at a time in audience order (0011).
         Index(None, "tenant_id", "campaign_id", "reason", "contact_id"),
         # Few rows have feedback or an error: partial indexes hold only those (0011).

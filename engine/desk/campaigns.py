@@ -7,7 +7,7 @@
     POST /desk/campaigns/{code}/{launch|resume|pause|cancel}
 
 The new-campaign form and the dry-run check: engine/desk/campaign_new.py. Counts are the
-API's `status` (engine/send/report.py), the export is the API's stream, the buttons call
+API's `status` (engine/send/report.py; remembered once finished, engine/desk/campaign_counts.py), the export is the API's stream, the buttons call
 the API's lifecycle functions (engine/api/campaign_lifecycle.py), and an explanation is
 engine/gate/explain.py's: the desk never decides anything about consent itself.
 """
@@ -29,9 +29,9 @@ from engine.api.campaign_runs import runs
 from engine.api.deliveries_api import stream_deliveries
 from engine.db.states import CampaignStatus
 from engine.desk.campaign_chart import bar_chart, count_rows
+from engine.desk.campaign_counts import campaign_report, campaigns_progress
 from engine.desk.campaign_reads import (
     campaigns_page,
-    progress_by_campaign,
     progress_of,
     recipient,
     recipients_page,
@@ -40,7 +40,7 @@ from engine.desk.campaign_reads import (
 from engine.desk.guard import DeskView, desk_view, redirect
 from engine.gate.explain import explain_contact
 from engine.send.launch import CampaignRecord, find_campaign
-from engine.send.report import ExportFilter, status
+from engine.send.report import ExportFilter
 from engine.timeutil import iso_z
 
 __all__ = ["ACTIONS", "DONE", "routes"]
@@ -88,7 +88,7 @@ def _missing(view: DeskView) -> web.Response:
 async def campaign_list(request: web.Request, view: DeskView) -> web.Response:
     async with view.services.engine.connect() as conn:
         rows, older = await campaigns_page(conn, view.caller.tenant_id, _cursor(request, "before"), LIST_PAGE)
-        progress = await progress_by_campaign(conn, view.caller.tenant_id, [row.id for row in rows])
+        progress = await campaigns_progress(conn, view.caller.tenant_id, [row.id for row in rows])
     return view.page("campaigns.html", {
         "campaigns": [{"row": row, "progress": progress.get(row.id, progress_of({}))} for row in rows],
         "older": older, "first_page": _cursor(request, "before") is None,
@@ -116,7 +116,7 @@ async def campaign_page(request: web.Request, view: DeskView) -> web.Response:
     record = await _campaign(view, request.match_info["code"])
     if record is None:
         return _missing(view)
-    report = await status(view.services.engine, record)
+    report = await campaign_report(view.services.engine, record)
     rows = count_rows((d["decision"], d["reason"], d["count"]) for d in report["decisions"])
     reasons = sorted({row.reason for row in rows if row.reason})
     reason = request.query.get("reason") or None

@@ -24,9 +24,11 @@ from sqlalchemy import func, select
 from engine.api import build_app, create_api_key
 from engine.capture import SmtpCaptureServer
 from engine.config import Settings
-from engine.db.models import Campaign
+from engine.db.models import Campaign, Contact, Delivery
 from engine.db.session import make_engine
 from engine.desk.users import create_user
+from engine.inbound.feedback import DeliveryRef, record_bounce
+from engine.inbound.reports import DsnRecipient
 from engine.timeutil import iso_z
 from metrics import Instruments
 from tests.api.conftest import AUTH_TOKEN, CLOCK, PUBLIC_URL, ROLES, SECRET, Api, _seed
@@ -313,3 +315,34 @@ async def test_the_csv_download_is_the_apis_export(desk: Desk) -> None:
         assert desk_csv == api_csv
     rows = list(csv.DictReader(io.StringIO(desk_csv)))
     assert [(row["external_id"], row["reason"]) for row in rows] == [("C2", "opted_out")]
+
+
+async def test_a_finished_campaigns_page_follows_mail_that_comes_back_later(desk: Desk) -> None:
+    """The page remembers a finished campaign's counts (engine/desk/campaign_counts.py); a
+    bounce recorded afterwards, by the inbound mail code, shows at once on the page and in
+    the list, as the API's status says."""
+    assert (await _api(desk, "POST", "/api/v1/campaigns", body=API_CAMPAIGN))[0] == 201
+    assert (await _api(desk, "POST", "/api/v1/campaigns/spring-offer/launch"))[0] == 202
+    assert (await _status(desk))["outcomes"] == {"sent": 4}
+    viewer = await desk.signed_in("acme-motors", "viewer")
+    for _ in range(2):  # counted, then remembered
+        assert "4 of 4 done (100%): 4 sent, 0 suppressed, 0 failed" in " ".join(
+            (await _get(viewer, desk, "/desk/campaigns/spring-offer"))[1].split())
+        assert "4 sent, 0 suppressed, 0 failed" in " ".join((await _get(viewer, desk, "/desk/campaigns"))[1].split())
+    deliveries, contacts = Delivery.__table__, Contact.__table__
+    async with desk.api.engine.connect() as conn:
+        row = (await conn.execute(
+            select(deliveries.c.id, deliveries.c.tenant_id, deliveries.c.contact_id, deliveries.c.address)
+            .join(contacts, contacts.c.id == deliveries.c.contact_id).where(contacts.c.external_id == "C4",
+                                                                            contacts.c.tenant_id == deliveries.c.tenant_id,
+                                                                            deliveries.c.tenant_id == desk.api.tenants["acme-motors"].id)
+        )).one()
+    bounce = DsnRecipient(address=row.address, permanent=True, action="failed", status="5.1.1",
+                          diagnostic="550 5.1.1 user unknown")
+    assert await record_bounce(desk.api.engine, DeliveryRef(row.id, row.tenant_id, row.contact_id, row.address,
+                                                            "marketing", "first"), bounce, CLOCK()) is not None
+    assert (await _status(desk))["outcomes"] == {"sent": 3, "failed": 1}
+    page = " ".join((await _get(viewer, desk, "/desk/campaigns/spring-offer"))[1].split())
+    assert "4 of 4 done (100%): 3 sent, 0 suppressed, 1 failed" in page
+    assert "hard_bounce 1" in page and "bounced 5.1.1: 550 5.1.1 user unknown" in page
+    assert "3 sent, 0 suppressed, 1 failed" in " ".join((await _get(viewer, desk, "/desk/campaigns"))[1].split())

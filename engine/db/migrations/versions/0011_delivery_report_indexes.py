@@ -24,7 +24,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_deliveries_tenant_id_campaign_id_state_purpose_decision_reason', 'deliveries',
+    op.create_index('ix_deliveries_campaign_counts', 'deliveries',
                     ['tenant_id', 'campaign_id', 'state', 'purpose', 'decision', 'reason'])
     op.drop_index('ix_deliveries_tenant_id_campaign_id_state', table_name='deliveries')
     op.create_index('ix_deliveries_tenant_id_campaign_id_reason_contact_id', 'deliveries',
@@ -42,4 +42,4 @@ def downgrade() -> None:
     op.drop_index('ix_deliveries_tenant_id_campaign_id_feedback', table_name='deliveries')
     op.drop_index('ix_deliveries_tenant_id_campaign_id_reason_contact_id', table_name='deliveries')
     op.create_index('ix_deliveries_tenant_id_campaign_id_state', 'deliveries', ['tenant_id', 'campaign_id', 'state'])
-    op.drop_index('ix_deliveries_tenant_id_campaign_id_state_purpose_decision_reason', table_name='deliveries')
+    op.drop_index('ix_deliveries_campaign_counts', table_name='deliveries')
