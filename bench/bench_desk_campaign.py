@@ -22,8 +22,9 @@ person clicks:
 - `reason-deep`: the same filter, 20 pages in (keyset cursor);
 - `explain`: a suppressed recipient's explanation.
 
-`first` is the first request of each page (templates compiled, a finished campaign's counts
-read and remembered: engine/desk/campaign_counts.py), p50 / p95 those after it.
+`first` is the first request of each page (templates compiled); for `campaign`, the run's
+very first campaign page, the one that counts the million rows before this process
+remembers them (engine/desk/campaign_counts.py). p50 / p95 are the requests after it.
 
 Target: p95 under 300 ms for `campaign`, `reason` and `list`. With `--drop-index` the
 indexes of migration 0011 are dropped first: the figures without them, for comparison.
@@ -159,9 +160,13 @@ async def measure(base_url: str, requests: int) -> list[tuple[str, float, float,
             assert response.status == 303, await response.text()
         # The cursor 20 pages into one reason, found by walking there (as a reader would).
         path = f"/desk/campaigns/{CODE}?reason=opted_out"
+        cold = 0.0
         for _ in range(20):
+            started = time.perf_counter()
             async with session.get(path) as response:
                 found = re.search(r'after=(\d+)#recipients', await response.text())
+            # The first page of the run counts the million rows; later ones find them remembered.
+            cold = cold or time.perf_counter() - started
             assert found, "fewer than 20 pages of opted_out recipients"
             path = f"/desk/campaigns/{CODE}?reason=opted_out&after={found.group(1)}"
         deep = path
@@ -189,6 +194,8 @@ async def measure(base_url: str, requests: int) -> list[tuple[str, float, float,
                     await response.read()
                     assert response.status == 200, (name, response.status)
                 timings.append(time.perf_counter() - started)
+            if name == "campaign":
+                first = cold  # the campaign page's own first request found the counts remembered
             rows.append((name, first * 1000, percentile(timings, 0.5), percentile(timings, 0.95), len(timings)))
             print(f"{name:12} first {rows[-1][1]:7.1f} ms  p50 {rows[-1][2]:7.1f} ms  p95 {rows[-1][3]:7.1f} ms", flush=True)
         return rows
