@@ -2,7 +2,8 @@
 
 Signs in with the form, fills the new-campaign form, reads the dry-run counts, launches
 from the check page, waits on the campaign page until it has finished, and opens a
-suppressed recipient's explanation. A screenshot of each page goes to artifacts/desk/.
+suppressed recipient's explanation, then the campaign page at 390 px wide. A screenshot of
+each page goes to artifacts/desk/.
 SQLite only: the pages and queries are the same on PostgreSQL, where tests/desk/
 test_campaigns.py drives them over HTTP; a browser adds nothing there but minutes.
 """
@@ -114,11 +115,24 @@ async def test_a_marketer_prepares_checks_launches_and_reads_a_campaign(desk: De
                    for row in browser.find_elements(By.CSS_SELECTOR, "table.rules tbody tr")
                    if row.find_elements(By.CSS_SELECTOR, "td.verdict-fail")]
         _shot(browser, "campaign-recipient")
-        return counts, progress, ",".join(failing), browser.find_element(By.TAG_NAME, "h1").text
+        heading = browser.find_element(By.TAG_NAME, "h1").text
+        # 390 px wide (a phone): the page itself never scrolls sideways; wide tables scroll
+        # inside their own box.
+        browser.set_window_size(390, 900)
+        try:
+            browser.get(desk.url("/desk/campaigns/spring-offer"))
+            _shot(browser, "campaign-390")
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        finally:
+            browser.set_window_size(1280, 900)
+        assert overflow <= 0, f"the campaign page is {overflow} px wider than a 390 px screen"
+        return counts, progress, ",".join(failing), heading
 
     counts, progress, failing, heading = await asyncio.to_thread(read_the_campaign_and_an_explanation)
     assert counts == {("send", ""): 3, ("suppress", "opted_out"): 1}
     assert re.search(r"4 of 4 done \(100%\): 3 sent, 1 suppressed, 0 failed, 0 pending", progress), progress
     assert (failing, heading) == ("opted_out", "Why C2 got this decision")
     assert sorted(path.name for path in ARTIFACTS.glob("campaign*.png")) == [
-        "campaign-check.png", "campaign-new.png", "campaign-recipient.png", "campaign.png", "campaigns.png"]
+        "campaign-390.png", "campaign-check.png", "campaign-new.png", "campaign-recipient.png", "campaign.png",
+        "campaigns.png"]
