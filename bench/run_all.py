@@ -34,6 +34,7 @@ FULL = [
     ["bench.bench_contacts_api", "--db", "postgres"],
     ["bench.bench_desk_contacts"],
     ["bench.bench_workers"],
+    ["bench.bench_desk_campaign", "--recipients", "1000000", "--requests", "50"],
 ]
 QUICK = [
     ["bench.bench_gating", "--recipients", "100000", "--repeat", "1"],
@@ -48,6 +49,7 @@ QUICK = [
     ["bench.bench_contacts_api", "--db", "sqlite", "--contacts", "2000", "--seconds", "2", "--concurrency", "16"],
     ["bench.bench_desk_contacts", "--contacts", "20000", "--requests", "10"],
     ["bench.bench_workers", "--recipients", "2000"],
+    ["bench.bench_desk_campaign", "--recipients", "20000", "--campaigns", "5", "--requests", "10"],
 ]
 
 

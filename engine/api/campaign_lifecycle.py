@@ -33,22 +33,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from campaigns.definition import CampaignDefinition, parse_campaign
 from engine.api import idempotency
 from engine.api.auth import Caller, Permission, requires
-from engine.api.campaign_runs import runs
-from engine.api.problems import problem
+from engine.api.campaign_runs import CampaignRuns, runs
 from engine.api.requests import at_param, json_object, own_tenant
 from engine.api.services import Services, services
 from engine.db import deliveries as ledger
 from engine.db.models import Campaign
 from engine.db.states import CampaignStatus
 from engine.db.tenants import load_tenant
-from engine.errors import InputError
+from engine.errors import ConflictError, InputError
 from engine.gate.check import check_campaign
 from engine.send.launch import CampaignRecord, find_campaign
 from engine.send.report import status
 from engine.send.runner import launch_campaign
 from engine.timeutil import iso_z
 
-__all__ = ["OPENAPI_COMPONENTS", "OPENAPI_PATHS", "routes"]
+__all__ = [
+    "CANCEL_FROM", "LAUNCH_FROM", "OPENAPI_COMPONENTS", "OPENAPI_PATHS", "PAUSE_FROM", "RESUME_FROM", "CampaignCodeTaken",
+    "TransitionRefused", "cancel_campaign", "check_recorded", "create_campaign", "pause_campaign", "routes",
+    "start_sending",
+]
 
 routes = web.RouteTableDef()
 _c = Campaign.__table__
@@ -66,7 +69,7 @@ CANCEL_FROM = (S.DRAFT, S.RUNNING, S.INCOMPLETE, S.WAITING, S.PAUSED, S.CANCELLE
 async def create(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
     key = idempotency.request_key(request)
-    body = own_tenant(await json_object(request), caller)
+    body = await json_object(request)
     if key is None:
         return await _create(shared, caller, body)
     digest = idempotency.request_hash(request, await request.read())
@@ -86,6 +89,19 @@ async def create(request: web.Request, caller: Caller) -> web.Response:
 
 
 async def _create(shared: Services, caller: Caller, body: dict[str, Any]) -> web.Response:
+    record, created = await create_campaign(shared, caller, body)
+    if created:
+        return web.json_response(_summary(record, S.DRAFT), status=201,
+                                 headers={"Location": f"/api/v1/campaigns/{record.code}/status"})
+    return web.json_response(_summary(record, record.status))
+
+
+async def create_campaign(shared: Services, caller: Caller, body: dict[str, Any]) -> tuple[CampaignRecord, bool]:
+    """Record a draft from a campaign.yaml as a mapping (the API's body, the desk's form):
+    (the campaign, whether this call created it). The same definition again is the campaign
+    already there; bad input raises InputError(s) naming the field, a code taken by another
+    definition ConflictError."""
+    body = own_tenant(body, caller)
     template = body.get("template")
     if isinstance(template, str) and "/" in template:
         raise InputError("the API takes the name of a built-in template, not a path", field="template")
@@ -95,18 +111,21 @@ async def _create(shared: Services, caller: Caller, body: dict[str, Any]) -> web
         async with shared.engine.connect() as conn:
             existing = await find_campaign(conn, caller.tenant_id, definition.code)
         if existing is not None:
-            return _existing(existing, definition)
+            return _same(existing, definition), False
         record, _tenant = await launch_campaign(shared.engine, definition, shared.clock, CampaignStatus.DRAFT)
     if not record.created:  # another request created it meanwhile
-        return _existing(record, definition)
-    return web.json_response(_summary(record, S.DRAFT), status=201,
-                             headers={"Location": f"/api/v1/campaigns/{record.code}/status"})
+        return _same(record, definition), False
+    return record, True
 
 
-def _existing(record: CampaignRecord, definition: CampaignDefinition) -> web.Response:
+class CampaignCodeTaken(ConflictError):
+    """The code names a campaign with another definition (a code names one campaign)."""
+
+
+def _same(record: CampaignRecord, definition: CampaignDefinition) -> CampaignRecord:
     if record.definition.as_dict() != definition.as_dict():
-        return problem(409, f"campaign {record.code!r} exists with another definition (a code names one campaign)")
-    return web.json_response(_summary(record, record.status))
+        raise CampaignCodeTaken(f"campaign {record.code!r} exists with another definition (a code names one campaign)")
+    return record
 
 
 def _summary(record: CampaignRecord, current: CampaignStatus) -> dict[str, Any]:
@@ -121,38 +140,47 @@ async def check(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
     at_us = at_param(request, shared.clock())
     record = await _campaign(request, caller)
+    return web.json_response(await check_recorded(shared, caller, record, at_us))
+
+
+async def check_recorded(shared: Services, caller: Caller, record: CampaignRecord, at_us: int) -> dict[str, Any]:
+    """The dry run of a recorded campaign: counts per decision and reason, nothing recorded."""
     async with shared.engine.connect() as conn:
         # A draft is checked under the policy of now; a launched one under the one it was launched with.
         version = None if record.status == S.DRAFT else record.policy_version
         tenant = await load_tenant(conn, caller.tenant_code, version)
     report = await check_campaign(shared.engine, record.definition, tenant, at_us, batch_size=shared.settings.batch_size)
-    return web.json_response(
-        {"campaign": record.code, "tenant": tenant.code, "at": iso_z(at_us), "status": str(record.status), **report.as_dict()}
-    )
+    return {"campaign": record.code, "tenant": tenant.code, "at": iso_z(at_us), "status": str(record.status),
+            **report.as_dict()}
 
 
 @routes.post("/api/v1/campaigns/{code}/launch")
 @requires(Permission.RUN_CAMPAIGNS)
 async def launch(request: web.Request, caller: Caller) -> web.Response:
-    return await _run(request, caller, LAUNCH_FROM, "launch")
+    return await _run(request, caller, "launch")
 
 
 @routes.post("/api/v1/campaigns/{code}/resume")
 @requires(Permission.RUN_CAMPAIGNS)
 async def resume(request: web.Request, caller: Caller) -> web.Response:
-    return await _run(request, caller, RESUME_FROM, "resume")
+    return await _run(request, caller, "resume")
 
 
-async def _run(request: web.Request, caller: Caller, allowed: Sequence[CampaignStatus], verb: str) -> web.Response:
+async def _run(request: web.Request, caller: Caller, verb: str) -> web.Response:
     shared = services(request)
     record = await _campaign(request, caller)
-    async with shared.engine.begin() as conn:
-        refused = await _transition(conn, record, allowed, S.RUNNING, shared.clock(), verb)
-    if refused is not None:
-        return refused
-    started = runs(request).start(record.id, caller.tenant_code, record.code)
+    started = await start_sending(shared, runs(request), record, verb)
     body = await status(shared.engine, record)
     return web.json_response({**body, "backend": shared.settings.launch_backend, "started": started}, status=202)
+
+
+async def start_sending(shared: Services, campaign_runs: CampaignRuns, record: CampaignRecord, verb: str) -> bool:
+    """`launch` or `resume`: move the campaign to running (ConflictError naming its status
+    when it may not) and send it as a task of this process or on arq; True if a run started
+    (False: this process is sending it already and will go round once more)."""
+    async with shared.engine.begin() as conn:
+        await _transition(conn, record, LAUNCH_FROM if verb == "launch" else RESUME_FROM, S.RUNNING, shared.clock(), verb)
+    return campaign_runs.start(record.id, record.definition.tenant, record.code)
 
 
 @routes.post("/api/v1/campaigns/{code}/pause")
@@ -160,11 +188,14 @@ async def _run(request: web.Request, caller: Caller, allowed: Sequence[CampaignS
 async def pause(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
     record = await _campaign(request, caller)
-    async with shared.engine.begin() as conn:
-        refused = await _transition(conn, record, PAUSE_FROM, S.PAUSED, shared.clock(), "pause")
-    if refused is not None:
-        return refused
+    await pause_campaign(shared, record)
     return web.json_response(await status(shared.engine, record))
+
+
+async def pause_campaign(shared: Services, record: CampaignRecord) -> None:
+    """→ paused (ConflictError when its status does not allow it)."""
+    async with shared.engine.begin() as conn:
+        await _transition(conn, record, PAUSE_FROM, S.PAUSED, shared.clock(), "pause")
 
 
 @routes.post("/api/v1/campaigns/{code}/cancel")
@@ -172,15 +203,18 @@ async def pause(request: web.Request, caller: Caller) -> web.Response:
 async def cancel(request: web.Request, caller: Caller) -> web.Response:
     shared = services(request)
     record = await _campaign(request, caller)
+    await cancel_campaign(shared, record)
+    return web.json_response(await status(shared.engine, record))
+
+
+async def cancel_campaign(shared: Services, record: CampaignRecord) -> None:
+    """→ cancelled, final: the open rows become suppressed `campaign_cancelled`."""
     stamp = shared.clock()
     async with shared.engine.begin() as conn:
-        refused = await _transition(conn, record, CANCEL_FROM, S.CANCELLED, stamp, "cancel")
-        if refused is not None:
-            return refused
+        await _transition(conn, record, CANCEL_FROM, S.CANCELLED, stamp, "cancel")
         # Same transaction: no runner claims a row once the status is cancelled, and rows
         # a live runner holds come back within one renewal, swept by its settle.
         await ledger.cancel_open(conn, record.tenant_id, record.id, stamp)
-    return web.json_response(await status(shared.engine, record))
 
 
 async def _campaign(request: web.Request, caller: Caller) -> CampaignRecord:
@@ -192,20 +226,24 @@ async def _campaign(request: web.Request, caller: Caller) -> CampaignRecord:
     return record
 
 
+class TransitionRefused(ConflictError):
+    """The campaign's status does not allow the request (409 over the API)."""
+
+
 async def _transition(
     conn: AsyncConnection, record: CampaignRecord, allowed: Sequence[CampaignStatus], to: CampaignStatus, stamp: int,
     verb: str,
-) -> web.Response | None:
-    """Move the campaign to `to` if its status is one of `allowed`; else the 409 to answer."""
+) -> None:
+    """Move the campaign to `to` if its status is one of `allowed`; else TransitionRefused."""
     moved = await conn.execute(
         update(_c).where(_c.c.id == record.id, _c.c.status.in_(list(allowed))).values(status=to, updated_at_us=stamp)
     )
     if moved.rowcount:
-        return None
+        return
     current = (await conn.execute(select(_c.c.status).where(_c.c.id == record.id))).scalar_one()
     hint = {S.DRAFT: "launch it first", S.PAUSED: "resume it", S.FINISHED: "it has finished",
             S.CANCELLED: "it was cancelled"}.get(CampaignStatus(current), "")
-    return problem(409, f"cannot {verb} campaign {record.code!r}: it is {current}" + (f" ({hint})" if hint else ""))
+    raise TransitionRefused(f"cannot {verb} campaign {record.code!r}: it is {current}" + (f" ({hint})" if hint else ""))
 
 
 # -- OpenAPI ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -234,7 +235,17 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("tenant_id", "campaign_id", "contact_id", "channel"),
-        Index(None, "tenant_id", "campaign_id", "state"),
+        # A campaign's counts per state, decision and reason from the index alone (status,
+        # the desk's campaign page); its prefix serves every lookup by state (0011).
+        # (Named: the convention's name would pass PostgreSQL's 63 characters.)
+        Index("ix_deliveries_campaign_counts", "tenant_id", "campaign_id", "state", "purpose", "decision", "reason"),
+        # The desk's recipients of one reason, a page at a time in audience order (0011).
+        Index(None, "tenant_id", "campaign_id", "reason", "contact_id"),
+        # Few rows have feedback or an error: partial indexes hold only those (0011).
+        Index(None, "tenant_id", "campaign_id", "feedback", sqlite_where=text("feedback IS NOT NULL"),
+              postgresql_where=text("feedback IS NOT NULL")),
+        Index("ix_deliveries_tenant_id_campaign_id_state_errors", "tenant_id", "campaign_id", "state",
+              sqlite_where=text("error IS NOT NULL"), postgresql_where=text("error IS NOT NULL")),
         # Frequency caps: bulk sends of a contact on a channel since an instant.
         Index(None, "tenant_id", "contact_id", "channel", "sent_at_us"),
         Index(None, "tenant_id", "channel", "address"),

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.desk import contact_actions, contacts, not_found, replies, settings, sign_in
+from engine.desk import (
+    campaign_new,
+    campaigns,
+    contact_actions,
+    contacts,
+    not_found,
+    replies,
+    settings,
+    sign_in,
+)
 from engine.desk.throttle import THROTTLE, Throttle
 
 __all__ = ["MODULES", "install"]
 
 # Every desk module with `routes`, in registration order; `not_found` (any other /desk path)
-# must stay last.
-MODULES = (sign_in, contacts, contact_actions, replies, settings, not_found)
+# must stay last. campaign_new's /desk/campaigns/new comes before campaigns' /desk/campaigns/{code}.
+MODULES = (sign_in, campaign_new, campaigns, contacts, contact_actions, replies, settings, not_found)
 
 
 def install(app: web.Application) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,15 @@ async def explain_contact(
     party: str,
     kind: str,
     at_us: int,
+    *,
+    policy_version: int | None = None,
+    seen_addresses: Collection[str] = (),
 ) -> ExplainResult:
+    """`policy_version`: the version a campaign was launched with (default the current one);
+    `seen_addresses`: addresses that already got the campaign (rule 5), for a campaign's
+    recipient."""
     async with engine.connect() as conn:
-        tenant = await load_tenant(conn, tenant_code)
+        tenant = await load_tenant(conn, tenant_code, policy_version)
     if class_code not in tenant.policy.classes:
         raise InputError(f"class {class_code!r} is not in tenant {tenant_code!r}'s policy", field="--class")
     message = Message(kind=kind, channel=channel, class_code=class_code, party=party)
@@ -61,7 +68,7 @@ async def explain_contact(
     if batch is None:
         raise NotFoundError(f"contact {external_id!r} not found in tenant {tenant_code!r}")
     row = batch.contacts[0]
-    explanation = explain(row, batch.ledger, message, policy, at_us, batch.recent_sends.get(row[0], 0))
+    explanation = explain(row, batch.ledger, message, policy, at_us, batch.recent_sends.get(row[0], 0), seen_addresses)
     ids = [event[1] for event in batch.ledger]
     events: dict[int, dict[str, Any]] = {}
     if ids:

@@ -1,7 +1,7 @@
 """contact search indexes (PostgreSQL only): the address book's prefix and phone searches
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 
 `engine/api/contact_views.py` `contact_page` matches a name or an email by its lowercased
 prefix and a phone number by a run of its digits. Over a million contacts each needs an
@@ -16,13 +16,12 @@ index or the search reads the whole table (docs/benchmarks.md, bench_desk_contac
   numbers serves `LIKE '%digits%'`.
 
 SQLite gets none: its address books are small, and its LIKE is case-insensitive already.
-(Numbered 0012 because 0011 is taken on a sibling branch; the merger chains it.)
 """
 
 from alembic import op
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

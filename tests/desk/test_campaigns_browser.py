@@ -1,0 +1,138 @@
+"""A marketer prepares, checks, launches and reads a campaign in headless Chromium.
+
+Signs in with the form, fills the new-campaign form, reads the dry-run counts, launches
+from the check page, waits on the campaign page until it has finished, and opens a
+suppressed recipient's explanation, then the campaign page at 390 px wide. A screenshot of
+each page goes to artifacts/desk/.
+SQLite only: the pages and queries are the same on PostgreSQL, where tests/desk/
+test_campaigns.py drives them over HTTP; a browser adds nothing there but minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+
+from engine.timeutil import iso_z
+from tests.api.conftest import CLOCK
+from tests.browser import start_chromium
+from tests.desk.conftest import PASSWORD, Desk
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: webdriver.Chrome, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def _counts(driver: webdriver.Chrome) -> dict[tuple[str, str], int]:
+    table = driver.find_element(By.CSS_SELECTOR, "table.counts")
+    counts = {}
+    for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        decision, reason, count, _share = (cell.text for cell in row.find_elements(By.TAG_NAME, "td"))
+        counts[(decision, "" if reason == "—" else reason)] = int(count.replace(",", ""))
+    return counts
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_marketer_prepares_checks_launches_and_reads_a_campaign(desk: Desk, browser: webdriver.Chrome) -> None:
+    occurred = iso_z(CLOCK() - 60_000_000)
+    async with desk.api.session.post(desk.api.url("/api/v1/contacts/C2/consent-events"), headers=desk.api.auth(
+            "acme-motors", "sales"), json={"action": "opt_out", "method": "verbal", "occurred_at": occurred}) as r:
+        assert r.status == 201
+    wait = WebDriverWait(browser, 20)
+
+    def sign_in_and_fill_the_form() -> dict[tuple[str, str], int]:
+        browser.get(desk.url("/desk/campaigns/new"))
+        browser.find_element(By.ID, "tenant").send_keys("acme-motors")
+        browser.find_element(By.ID, "username").send_keys("marketer")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "campaign")))
+        browser.find_element(By.ID, "campaign").send_keys("spring-offer")
+        Select(browser.find_element(By.ID, "template")).select_by_value("spring_offer")
+        browser.find_element(By.ID, "subject").send_keys("Your spring service offer")
+        browser.find_element(By.ID, "sender_email").send_keys("service@acme.example")
+        browser.find_element(By.ID, "sender_name").send_keys("Acme Service")
+        _shot(browser, "campaign-new")
+        browser.find_element(By.CSS_SELECTOR, "form.campaign-form button[type=submit]").click()
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "table.counts")))
+        assert browser.find_element(By.CSS_SELECTOR, "p.notice").text.startswith("Saved as a draft")
+        _shot(browser, "campaign-check")
+        return _counts(browser)
+
+    counts = await asyncio.to_thread(sign_in_and_fill_the_form)
+    assert counts == {("send", ""): 3, ("suppress", "opted_out"): 1}
+
+    def launch() -> None:
+        browser.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Launch')]").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"), "Launched"))
+
+    await asyncio.to_thread(launch)
+    # The run is a task of the service, on this test's loop: wait for it here, not in the browser.
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with desk.api.session.get(desk.api.url("/api/v1/campaigns/spring-offer/status"),
+                                        headers=desk.api.auth("acme-motors", "viewer")) as r:
+            if (await r.json())["status"] == "finished":
+                break
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+
+    def read_the_campaign_and_an_explanation() -> tuple[dict[tuple[str, str], int], str, str, str]:
+        browser.get(desk.url("/desk/campaigns/spring-offer"))
+        progress = " ".join(browser.find_element(By.CSS_SELECTOR, ".progress-line").text.split())
+        counts = _counts(browser)
+        _shot(browser, "campaign")
+        browser.get(desk.url("/desk/campaigns"))
+        _shot(browser, "campaigns")
+        browser.get(desk.url("/desk/campaigns/spring-offer"))
+        Select(browser.find_element(By.ID, "reason")).select_by_value("opted_out")
+        browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
+        wait.until(expected_conditions.url_contains("reason=opted_out"))
+        browser.find_element(By.CSS_SELECTOR, "table.recipients a[href$='/recipients/C2']").click()
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "table.rules")))
+        failing = [row.find_element(By.TAG_NAME, "th").text
+                   for row in browser.find_elements(By.CSS_SELECTOR, "table.rules tbody tr")
+                   if row.find_elements(By.CSS_SELECTOR, "td.verdict-fail")]
+        _shot(browser, "campaign-recipient")
+        heading = browser.find_element(By.TAG_NAME, "h1").text
+        # 390 px wide (a phone): the page itself never scrolls sideways; wide tables scroll
+        # inside their own box.
+        browser.set_window_size(390, 900)
+        try:
+            browser.get(desk.url("/desk/campaigns/spring-offer"))
+            _shot(browser, "campaign-390")
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        finally:
+            browser.set_window_size(1280, 900)
+        assert overflow <= 0, f"the campaign page is {overflow} px wider than a 390 px screen"
+        return counts, progress, ",".join(failing), heading
+
+    counts, progress, failing, heading = await asyncio.to_thread(read_the_campaign_and_an_explanation)
+    assert counts == {("send", ""): 3, ("suppress", "opted_out"): 1}
+    assert re.search(r"4 of 4 done \(100%\): 3 sent, 1 suppressed, 0 failed, 0 pending", progress), progress
+    assert (failing, heading) == ("opted_out", "Why C2 got this decision")
+    assert sorted(path.name for path in ARTIFACTS.glob("campaign*.png")) == [
+        "campaign-390.png", "campaign-check.png", "campaign-new.png", "campaign-recipient.png", "campaign.png",
+        "campaigns.png"]
