@@ -49,8 +49,18 @@ class WebhookSender:
                 return {"http_status": response.status, "body": await response.text()}
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # A receiver that is down is the receiver's problem: Twilio logs it and moves on.
-            log.warning("webhook %s failed: %s", url, exc)
-            return {"error": f"{type(exc).__name__}: {exc}"}
+            reason = failure_reason(exc)
+            log.warning("webhook %s failed: %s", url, reason)
+            return {"error": reason}
+
+
+def failure_reason(exc: BaseException) -> str:
+    """`Class: message` of a failed POST, never empty: a timeout carries no message of its
+    own (aiohttp raises a bare TimeoutError when the total time runs out)."""
+    message = str(exc).strip()
+    if not message and isinstance(exc, TimeoutError):
+        message = f"no answer within {WEBHOOK_TIMEOUT_S:g} s"
+    return f"{type(exc).__name__}: {message or 'no message'}"
 
 
 def status_params(message: api.Message) -> dict[str, str]:
@@ -67,6 +77,8 @@ def status_params(message: api.Message) -> dict[str, str]:
     }
     if message.messaging_service_sid:
         params["MessagingServiceSid"] = message.messaging_service_sid
+    if message.error_code:
+        params["ErrorCode"] = message.error_code
     return params
 
 
