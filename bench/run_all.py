@@ -30,6 +30,8 @@ FULL = [
     ["bench.bench_inbound"],
     ["bench.bench_sms_webhooks", "--db", "sqlite"],
     ["bench.bench_sms_webhooks", "--db", "postgres", "--skip-classify"],
+    ["bench.bench_sms_webhooks", "--during-send", "--db", "sqlite"],
+    ["bench.bench_sms_webhooks", "--during-send", "--db", "postgres"],
     ["bench.bench_webhooks_out", "--events", "20000", "--import-rows", "100000", "--repeat", "3"],
     ["bench.bench_contacts_api", "--db", "postgres"],
 ]
@@ -42,6 +44,7 @@ QUICK = [
     ["bench.bench_send", "--sizes", "2000", "5000", "--latency-size", "2000", "--baseline", "20"],
     ["bench.bench_inbound", "--count", "500", "--connections", "4"],
     ["bench.bench_sms_webhooks", "--contacts", "2000", "--requests", "500", "--rounds", "1", "--repeat", "20"],
+    ["bench.bench_sms_webhooks", "--during-send", "--send-contacts", "1000", "--rounds", "1"],
     ["bench.bench_webhooks_out", "--events", "2000", "--import-rows", "5000", "--repeat", "1"],
     ["bench.bench_contacts_api", "--db", "sqlite", "--contacts", "2000", "--seconds", "2", "--concurrency", "16"],
 ]

@@ -148,7 +148,7 @@ class WebhookWriter:
             self._running = False
             stopping.cancel()
             # Cancelled (not stopped): nothing more will be written; no request hangs on it.
-            _fail(self._queue + self._waiting, asyncio.CancelledError("the webhook writer stopped"))
+            _fail(self._queue + self._waiting, RuntimeError("the webhook writer stopped"))
             self._queue, self._waiting = [], []
 
     async def _write(self, batch: list[_Pending], *, final: bool = False) -> None:

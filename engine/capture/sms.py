@@ -209,7 +209,7 @@ class SmsCaptureServer:
         self.opted_out.clear()
         self.accepted = self.create_calls = 0
         self.latency_ms = 0
-        self.unsubscribed, self.invalid, self.not_mobile = set(), set(), set()
+        self.unsubscribed, self.invalid, self.not_mobile, self.undelivered = set(), set(), set(), set()
         self.fail_every_n, self.fail_status = 0, 503
 
     async def simulate_inbound(self, from_: str, to: str, body: str, url: str) -> dict[str, Any]:
