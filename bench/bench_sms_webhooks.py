@@ -3,6 +3,10 @@
     .venv/bin/python -m bench.bench_sms_webhooks --db sqlite
     .venv/bin/python -m bench.bench_sms_webhooks --db postgres
     .venv/bin/python -m bench.bench_sms_webhooks --classify-only
+    .venv/bin/python -m bench.bench_sms_webhooks --during-send --db sqlite|postgres
+
+3. `--during-send`: status-callback latency while a campaign sends at full rate, group
+   commit against the per-request transactions of before, same run (bench/callbacks_during_send.py).
 
 1. Classification alone: engine/api/keywords.py `classify` over the 256 replies of
    tests/api/revocation_corpus.py, `--repeat` passes a round, median of `--rounds` rounds,
@@ -114,11 +118,12 @@ def _per_reply(function: Callable[[str], object], bodies: Sequence[str], repeat:
 class Server:
     """`consentry serve --port 0` in its own process; its CPU is read from /proc."""
 
-    def __init__(self, env: dict[str, str], log: Path, profile: Path | None, arguments: tuple[str, ...] = ()) -> None:
+    def __init__(self, env: dict[str, str], log: Path, profile: Path | None, arguments: tuple[str, ...] = (),
+                 port: int = 0) -> None:
         python = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [*python, "-m", "engine", "serve", "--port", "0", *arguments], env={**env, "PYTHONUNBUFFERED": "1"},
+            [*python, "-m", "engine", "serve", "--port", str(port), *arguments], env={**env, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=self.log, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -453,6 +458,26 @@ def markdown(classified: dict | None, runs: list[Run], args: argparse.Namespace,
     return "\n".join(lines)
 
 
+def during_send(args: argparse.Namespace) -> None:
+    from bench import callbacks_during_send
+
+    load_before = Path("/proc/loadavg").read_text().split()[0]
+    with tempfile.TemporaryDirectory(prefix="consentry-bench-") as tmp:
+        os.chmod(tmp, 0o755)  # the PostgreSQL server runs as another user
+        rounds, failures = callbacks_during_send.run(args, args.dir or Path(tmp), Server)
+    load_after = Path("/proc/loadavg").read_text().split()[0]
+    print(f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.bench_sms_webhooks {' '.join(sys.argv[1:])}`")
+    print(f"- machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
+          f"load average before / after: {load_before} / {load_after}\n")
+    print(callbacks_during_send.markdown(rounds, args), flush=True)
+    if failures:
+        print(f"FAILED: {len(failures)} checks", file=sys.stderr)
+        for failure in failures[:20]:
+            print(f"  {failure}", file=sys.stderr)
+        sys.exit(1)
+    print("checks: with the group commit, no callback failed and every delivery row has its final status")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_sms_webhooks", description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -465,7 +490,13 @@ def main() -> None:
     parser.add_argument("--skip-classify", action="store_true", help="only the webhook figures")
     parser.add_argument("--profile", type=Path, help="run the server under cProfile, writing this file")
     parser.add_argument("--dir", type=Path, help="work here (kept) instead of a temporary directory")
+    parser.add_argument("--during-send", action="store_true",
+                        help="only the status-callback latency while a campaign sends (before vs group commit)")
+    parser.add_argument("--send-contacts", type=int, default=5_000, help="texts the --during-send campaign sends")
     args = parser.parse_args()
+    if args.during_send:
+        during_send(args)
+        return
     if args.profile:
         args.profile = args.profile.resolve()
     load_before = Path("/proc/loadavg").read_text().split()[0]

@@ -102,6 +102,13 @@ class Settings:
     http_max_connections: int = 4096
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 30.0
+    # Twilio webhooks (engine/api/webhook_writer.py, docs/operations.md "Twilio webhooks at
+    # the send rate"): group-commit their writes (one transaction for every webhook that
+    # arrived while the last one ran; off: a transaction per request, the old way), and how
+    # long a failure status for a MessageSid no delivery carries yet is held (the callback
+    # can outrun the sender's commit of that message) before it is answered as unknown.
+    twilio_group_commit: bool = True
+    twilio_status_wait_s: float = 5.0
 
     @property
     def link_secrets(self) -> tuple[bytes, ...]:
@@ -175,6 +182,8 @@ class Settings:
             http_max_connections=_number(env, "CONSENTRY_HTTP_MAX_CONNECTIONS", d.http_max_connections, int),
             http_header_timeout_s=_number(env, "CONSENTRY_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s, float),
             http_body_timeout_s=_number(env, "CONSENTRY_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s, float),
+            twilio_group_commit=env.get("CONSENTRY_TWILIO_GROUP_COMMIT", "on").lower() not in ("off", "false", "0", "no"),
+            twilio_status_wait_s=_number(env, "CONSENTRY_TWILIO_STATUS_WAIT_S", d.twilio_status_wait_s, float),
             webhook_attempts=_number(env, "CONSENTRY_WEBHOOK_ATTEMPTS", d.webhook_attempts, int),
             webhook_retry_base_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_BASE_S", d.webhook_retry_base_s, float),
             webhook_retry_cap_s=_number(env, "CONSENTRY_WEBHOOK_RETRY_CAP_S", d.webhook_retry_cap_s, float),

@@ -28,7 +28,8 @@ Routes (docs/api.md):
 listener of its own (`--metrics-host/--metrics-port`, loopback by default), never on this
 public one.
 
-With `settings.webhook_dispatch` (the default) the application also runs a webhook
+Twilio's webhooks are written by a group-committing writer, a background task of the
+application (engine/api/webhook_writer.py). With `settings.webhook_dispatch` (the default) the application also runs a webhook
 dispatcher in the background (engine/webhooks/dispatcher.py).
 
 The application owns its database engine when it made one (disposed on shutdown); an
@@ -103,6 +104,7 @@ def build_app(
     desk.install(app)
     active_campaigns.install(app, database, instruments, clock)
     campaign_runs.install(app, settings, clock)
+    _run_webhook_writer(app, database, settings, instruments, clock)
     if settings.webhook_dispatch:
         _run_dispatcher(app, database, settings, instruments, clock)
 
@@ -127,6 +129,25 @@ def _run_dispatcher(
     async def running(_app: web.Application):  # noqa: ANN202
         stop = asyncio.Event()
         task = asyncio.create_task(dispatcher.run(stop))
+        yield
+        stop.set()
+        await task
+
+    app.cleanup_ctx.append(running)
+
+
+def _run_webhook_writer(
+    app: web.Application, database: AsyncEngine, settings: Settings, instruments: Instruments, clock: Clock
+) -> None:
+    """The Twilio webhook writer as a background task: started with the application, and
+    drained (every write handed to it committed) before the engine is disposed."""
+    writer = webhooks.WebhookWriter(database, clock, instruments, grouped=settings.twilio_group_commit,
+                                    status_wait_s=settings.twilio_status_wait_s)
+    app[webhooks.WRITER] = writer
+
+    async def running(_app: web.Application):  # noqa: ANN202
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
         yield
         stop.set()
         await task

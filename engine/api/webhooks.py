@@ -25,45 +25,39 @@ language (an opt-out word anywhere, or "please don't text me", "take me off your
 
 Status callbacks: `undelivered` / `failed` turn the delivery (found by MessageSid, within
 the tenant) `failed` with the error; error 21610 (the recipient replied STOP to the
-carrier) is also a `block` of sms on the number, cause `carrier_unsubscribed`.
+carrier) is also a `block` of sms on the number, cause `carrier_unsubscribed`
+(engine/api/status_updates.py). Other statuses change nothing and touch no database.
+
+What a text or a status records is written by the application's webhook writer
+(engine/api/webhook_writer.py), which group-commits: many requests share one transaction,
+and each is answered once its own write is committed, so callbacks keep up with a campaign
+sending at full rate.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from aiohttp import web
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from engine.api.choices import record
+from engine.api.inbound_records import InboundText
 from engine.api.keywords import Keyword, classify
 from engine.api.services import Services, services
-from engine.db.models import Delivery, InboundMessage
-from engine.db.states import DeliveryState
-from engine.db.tenants import TenantRecord, load_tenant
-from engine.errors import NotFoundError
-from engine.imports import AddressError, contact_ids_for_address, normalize_phone
-from engine.webhooks.outbox import enqueue_delivery_failed
+from engine.api.status_updates import BLOCKING_ERRORS, FAILED_STATUSES, StatusReport
+from engine.api.webhook_writer import WebhookWriter
 
 try:  # twilio >= 9.x names the signing algorithm of SharedKey webhooks in a header.
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
 except ImportError:  # pragma: no cover - older twilio: the auth-token signature only
     SIGNATURE_SETTINGS_HEADER, get_signature_algorithm = None, None
 
-__all__ = ["BLOCKING_ERRORS", "REPLIES", "routes", "signed_url"]
+__all__ = ["BLOCKING_ERRORS", "REPLIES", "WRITER", "routes", "signed_url"]
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-_deliveries = Delivery.__table__
-_inbound = InboundMessage.__table__
-# Twilio error codes that say the number must not be texted again, and the cause recorded.
-BLOCKING_ERRORS = {"21610": "carrier_unsubscribed"}
+# The application's webhook writer (engine/api/app.py starts and stops it).
+WRITER = web.AppKey("consentry_webhook_writer", WebhookWriter)
 # The answer to each kind of inbound message ({name}: the tenant's name); carriers require
 # one to STOP and HELP. None: an empty <Response/>, nothing is texted back. The answer to a
 # revocation is the only text it gets: no marketing, and how to opt back in (the FCC rule
@@ -77,8 +71,6 @@ REPLIES: dict[Keyword, str | None] = {
     Keyword.HELP: "{name}: reply STOP to stop receiving texts, START to resubscribe. Msg & data rates may apply.",
     Keyword.NONE: None,
 }
-_RECORDED = frozenset({Keyword.OPT_OUT, Keyword.RESUBSCRIBE, Keyword.CONFIRM})
-_FAILED_STATUSES = frozenset({"undelivered", "failed"})
 
 
 def signed_url(settings_public_url: str, request: web.Request) -> str:
@@ -111,12 +103,8 @@ async def _signed_form(request: web.Request, shared: Services) -> Mapping[str, o
     return params
 
 
-async def _tenant(shared: Services, code: str) -> TenantRecord:
-    async with shared.engine.connect() as conn:
-        try:
-            return await load_tenant(conn, code)
-        except NotFoundError:
-            raise web.HTTPNotFound(text=f"no tenant {code!r}") from None
+def _no_tenant(code: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=f"no tenant {code!r}")
 
 
 @routes.post("/webhooks/twilio/{tenant}/inbound")
@@ -125,71 +113,16 @@ async def inbound(request: web.Request) -> web.Response:
     form = await _signed_form(request, shared)
     if form is None:
         raise web.HTTPForbidden(text="invalid Twilio signature")
-    tenant = await _tenant(shared, request.match_info["tenant"])
+    code = request.match_info["tenant"]
     body = str(form.get("Body", ""))
     keyword = classify(body)
-    if keyword in _RECORDED:
-        sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
-        await _record_keyword(shared, tenant, keyword, str(form.get("From", "")), body, sid)
+    sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
+    # Recorded (a revocation above all) before the answer: a 200 means it is committed.
+    tenant = await request.app[WRITER].inbound(InboundText(code, keyword, str(form.get("From", "")), body, sid))
+    if tenant is None:
+        raise _no_tenant(code)
     reply = REPLIES[keyword]
     return _twiml(reply.format(name=tenant.name) if reply else None)
-
-
-async def _record_keyword(
-    shared: Services, tenant: TenantRecord, keyword: Keyword, sender: str, body: str, sid: str
-) -> None:
-    """Record what the text asks for, once per MessageSid. A replay (Twilio retrying a
-    webhook whose answer it lost, or someone resending a captured signed request) records
-    nothing; the reply still goes out, since Twilio may never have had the first one."""
-    try:
-        number, _valid, _zones = normalize_phone(sender, tenant.policy.country)
-    except AddressError:
-        log.warning("inbound %s for tenant %s from an unreadable number %r", keyword.value, tenant.code, sender)
-        return
-    now = shared.clock()
-    async with shared.engine.begin() as conn:
-        if sid and not await _first_sight(conn, tenant.id, sid, now):
-            log.info("inbound %s for tenant %s: MessageSid %s already recorded", keyword.value, tenant.code, sid)
-            return
-        contact_ids = await contact_ids_for_address(conn, tenant.id, "phone", number)
-        events = [event for contact_id in contact_ids for event in _keyword_events(keyword, contact_id, number, body, now)]
-        counts = await record(conn, tenant.id, events, now)
-    if counts:
-        shared.instruments.record_ledger_events(tenant.code, counts)
-    if not contact_ids:
-        # The ledger is per contact: a number no contact has cannot be recorded. The reply
-        # still goes out, as carriers require.
-        log.warning("inbound %s for tenant %s from %s, which no contact has", keyword.value, tenant.code, number)
-
-
-async def _first_sight(conn: AsyncConnection, tenant_id: int, sid: str, now: int) -> bool:
-    """Note a MessageSid as acted on; False when it already was (the unique key decides,
-    so two concurrent deliveries of one webhook cannot both record)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted = await conn.execute(
-        dialect.insert(_inbound).values(tenant_id=tenant_id, message_sid=sid[:64], received_at_us=now)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "message_sid"])
-        .returning(_inbound.c.id)
-    )
-    return inserted.first() is not None
-
-
-def _keyword_events(keyword: Keyword, contact_id: int, number: str, body: str, now: int) -> list[dict[str, object]]:
-    common = {
-        "contact_id": contact_id,
-        "channel": "sms",
-        "address": number,
-        "method": "sms_keyword",
-        "occurred_at_us": now,
-        "actor": "recipient",
-        "note": body[:500],
-    }
-    if keyword is Keyword.OPT_OUT:
-        return [{**common, "action": "block", "cause": "sms_stop"}]
-    events = [{**common, "action": "unblock"}]
-    if keyword is Keyword.CONFIRM:
-        events.append({**common, "action": "grant", "class_code": "*", "party": "first"})
-    return events
 
 
 @routes.post("/webhooks/twilio/{tenant}/status")
@@ -198,46 +131,14 @@ async def status_callback(request: web.Request) -> web.Response:
     form = await _signed_form(request, shared)
     if form is None:
         raise web.HTTPForbidden(text="invalid Twilio signature")
-    tenant = await _tenant(shared, request.match_info["tenant"])
+    code = request.match_info["tenant"]
+    writer = request.app[WRITER]
+    tenant_id = await writer.tenant_id(code)
+    if tenant_id is None:
+        raise _no_tenant(code)
     sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
     status = str(form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    error_code = str(form.get("ErrorCode") or "").strip()
-    if not sid or status not in _FAILED_STATUSES:
-        return web.Response(status=204)
-    now = shared.clock()
-    error = f"twilio {status}" + (f" {error_code}" if error_code else "")
-    cause = BLOCKING_ERRORS.get(error_code)
-    counts = None
-    async with shared.engine.begin() as conn:
-        found = (
-            await conn.execute(
-                select(_deliveries.c.id, _deliveries.c.contact_id, _deliveries.c.address, _deliveries.c.state)
-                .where(_deliveries.c.tenant_id == tenant.id, _deliveries.c.provider_id == sid)
-                .with_for_update()
-            )
-        ).all()
-        # Only deliveries failing now: Twilio retries a callback it got no answer to, and
-        # the retry must not record a second block.
-        failing = [row for row in found if row.state != DeliveryState.FAILED]
-        if failing:
-            await conn.execute(
-                update(_deliveries)
-                .where(_deliveries.c.id.in_([row.id for row in failing]))
-                .values(state=DeliveryState.FAILED, error=error, updated_at_us=now)
-            )
-            await enqueue_delivery_failed(conn, tenant.id, [row.id for row in failing], now)
-        if cause is not None:
-            events = [
-                {
-                    "contact_id": row.contact_id, "action": "block", "channel": "sms", "address": row.address,
-                    "method": "status_callback", "occurred_at_us": now, "actor": "twilio", "cause": cause,
-                    "note": f"{error} (MessageSid {sid})",
-                }
-                for row in failing
-            ]
-            counts = await record(conn, tenant.id, events, now)
-    if not found:
-        log.warning("status callback for tenant %s: no delivery with MessageSid %s", tenant.code, sid)
-    if counts:
-        shared.instruments.record_ledger_events(tenant.code, counts)
+    if sid and status in FAILED_STATUSES:
+        error_code = str(form.get("ErrorCode") or "").strip()
+        await writer.status(StatusReport(tenant_id, code, sid, status, error_code, shared.clock()))
     return web.Response(status=204)

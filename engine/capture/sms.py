@@ -19,7 +19,8 @@ Endpoints (the paths and fields of the 2010-04-01 API the official client uses):
 
 Failure injection (constructor options, CLI flags, attributes settable at run time):
 numbers in `unsubscribed` get `400` code 21610, in `invalid` (and anything not E.164)
-21211, in `not_mobile` 21614; every `fail_every_n`th create gets `fail_status` (503, or
+21211, in `not_mobile` 21614; texts to numbers in `undelivered` are accepted, then reported
+`undelivered` with error 30003 (unreachable handset) instead of `delivered`; every `fail_every_n`th create gets `fail_status` (503, or
 429 to act as a rate limit); `latency_ms` delays every API response.
 
 Like Twilio's Advanced Opt-Out, an inbound STOP (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT)
@@ -51,6 +52,9 @@ DEFAULT_PORT = 8025
 HISTORY_LIMIT = 200_000
 VIEW_LIMIT = 500
 
+# Twilio's error for a handset the carrier could not reach (off, out of coverage).
+UNREACHABLE = "30003"
+
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "YES", "UNSTOP"})
 
@@ -76,6 +80,7 @@ class SmsCaptureServer:
         unsubscribed: Iterable[str] = (),
         invalid: Iterable[str] = (),
         not_mobile: Iterable[str] = (),
+        undelivered: Iterable[str] = (),
         fail_every_n: int = 0,
         fail_status: int = 503,
         auth_token: str | None = None,
@@ -89,6 +94,7 @@ class SmsCaptureServer:
         self.unsubscribed = set(unsubscribed)
         self.invalid = set(invalid)
         self.not_mobile = set(not_mobile)
+        self.undelivered = set(undelivered)
         self.fail_every_n = fail_every_n
         self.fail_status = fail_status
         self.auth_token = auth_token or _DEFAULTS.twilio_auth_token
@@ -203,7 +209,7 @@ class SmsCaptureServer:
         self.opted_out.clear()
         self.accepted = self.create_calls = 0
         self.latency_ms = 0
-        self.unsubscribed, self.invalid, self.not_mobile = set(), set(), set()
+        self.unsubscribed, self.invalid, self.not_mobile, self.undelivered = set(), set(), set(), set()
         self.fail_every_n, self.fail_status = 0, 503
 
     async def simulate_inbound(self, from_: str, to: str, body: str, url: str) -> dict[str, Any]:
@@ -342,17 +348,25 @@ class SmsCaptureServer:
     # -- status callbacks -----------------------------------------------------------------
 
     def _advance(self, message: api.Message) -> None:
-        """queued → sent → delivered, announcing each step to the StatusCallback URL."""
+        """queued → sent → delivered (or undelivered), announcing each step to the
+        StatusCallback URL."""
         now = datetime.now(UTC)
         message.status, message.date_sent, message.date_updated = "sent", now, now
         if message.status_callback is None:
-            message.status = "delivered"
+            if message.to in self.undelivered:
+                message.status, message.error_code = "undelivered", UNREACHABLE
+            else:
+                message.status = "delivered"
             return
         self._spawn(self._report_status(message))
 
     async def _report_status(self, message: api.Message) -> None:
         await self._post_status(message)
-        message.status, message.date_updated = "delivered", datetime.now(UTC)
+        if message.to in self.undelivered:
+            message.status, message.error_code = "undelivered", UNREACHABLE
+        else:
+            message.status = "delivered"
+        message.date_updated = datetime.now(UTC)
         await self._post_status(message)
 
     async def _post_status(self, message: api.Message) -> None:

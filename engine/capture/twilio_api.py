@@ -99,6 +99,7 @@ class Message:
     date_updated: datetime | None = None
     messaging_service_sid: str | None = None
     status_callback: str | None = None
+    error_code: str | None = None  # set when the message ends undelivered
     extra: dict[str, Any] = field(default_factory=dict)
 
     def uri(self) -> str:
@@ -114,7 +115,7 @@ class Message:
             "date_sent": rfc2822(self.date_sent),
             "date_updated": rfc2822(self.date_updated or self.date_created),
             "direction": self.direction,
-            "error_code": None,
+            "error_code": int(self.error_code) if self.error_code else None,
             "error_message": None,
             "from": self.from_,
             "messaging_service_sid": self.messaging_service_sid,

@@ -10,6 +10,7 @@ against Twilio, and the receiving side can check it with the same class.
 from __future__ import annotations
 
 import logging
+import time
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
@@ -44,13 +45,31 @@ class WebhookSender:
             raise RuntimeError("WebhookSender is not started")
         signature = RequestValidator(auth_token).compute_signature(url, params)
         headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
+        # How long the receiver took (with the wait for one of the session's connections):
+        # what a benchmark of the receiving side reads (bench/callbacks_during_send.py).
+        started = time.perf_counter()
         try:
             async with self._session.post(url, data=params, headers=headers) as response:
-                return {"http_status": response.status, "body": await response.text()}
+                body = await response.text()
+                return {"http_status": response.status, "body": body, "elapsed_ms": _ms_since(started)}
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # A receiver that is down is the receiver's problem: Twilio logs it and moves on.
-            log.warning("webhook %s failed: %s", url, exc)
-            return {"error": f"{type(exc).__name__}: {exc}"}
+            reason = failure_reason(exc)
+            log.warning("webhook %s failed: %s", url, reason)
+            return {"error": reason, "elapsed_ms": _ms_since(started)}
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """`Class: message` of a failed POST, never empty: a timeout carries no message of its
+    own (aiohttp raises a bare TimeoutError when the total time runs out)."""
+    message = str(exc).strip()
+    if not message and isinstance(exc, TimeoutError):
+        message = f"no answer within {WEBHOOK_TIMEOUT_S:g} s"
+    return f"{type(exc).__name__}: {message or 'no message'}"
 
 
 def status_params(message: api.Message) -> dict[str, str]:
@@ -67,6 +86,8 @@ def status_params(message: api.Message) -> dict[str, str]:
     }
     if message.messaging_service_sid:
         params["MessagingServiceSid"] = message.messaging_service_sid
+    if message.error_code:
+        params["ErrorCode"] = message.error_code
     return params
 
 

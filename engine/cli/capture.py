@@ -75,13 +75,15 @@ def capture_smtp(host: str, port: int, store: str, latency_ms: float, bounce: tu
               help="Answer 21211 (invalid number) for this number (repeatable).")
 @click.option("--not-mobile", "not_mobile", multiple=True, metavar="NUM",
               help="Answer 21614 (not a mobile number) for this number (repeatable).")
+@click.option("--undelivered", multiple=True, metavar="NUM",
+              help="Accept texts to this number, then report them undelivered, error 30003 (repeatable).")
 @_fail_every_option
 @click.option("--fail-status", default=503, type=click.Choice(["429", "500", "503"]),
               show_default=True, help="HTTP status of the --fail-every failures.")
 @click.option("--auth-token", metavar="T",
               help="Auth Token that signs webhooks (default: $TWILIO_AUTH_TOKEN or the local default).")
 def capture_sms(host: str, port: int, store: str, latency_ms: float, unsubscribed: tuple[str, ...],
-                invalid: tuple[str, ...], not_mobile: tuple[str, ...], fail_every: int,
+                invalid: tuple[str, ...], not_mobile: tuple[str, ...], undelivered: tuple[str, ...], fail_every: int,
                 fail_status: str, auth_token: str | None) -> None:
     """A Twilio-compatible Messages API that stores every text it accepts."""
     from engine.capture.sms import SmsCaptureServer
@@ -90,7 +92,7 @@ def capture_sms(host: str, port: int, store: str, latency_ms: float, unsubscribe
     settings = Settings.from_environ()
     server = SmsCaptureServer(
         host, port, store, latency_ms=latency_ms, unsubscribed=unsubscribed, invalid=invalid,
-        not_mobile=not_mobile, fail_every_n=fail_every, fail_status=int(fail_status),
+        not_mobile=not_mobile, undelivered=undelivered, fail_every_n=fail_every, fail_status=int(fail_status),
         auth_token=auth_token or settings.twilio_auth_token, account_sid=settings.twilio_account_sid,
     )
 

@@ -249,6 +249,8 @@ class Delivery(Base):
         # Frequency caps: bulk sends of a contact on a channel since an instant.
         Index(None, "tenant_id", "contact_id", "channel", "sent_at_us"),
         Index(None, "tenant_id", "channel", "address"),
+        # Status callbacks find their delivery by MessageSid (migration 0010).
+        Index(None, "provider_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

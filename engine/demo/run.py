@@ -159,6 +159,7 @@ async def demo(workdir: Path, contacts: int, now: datetime) -> None:
         await smtp.wait_for(1, timeout=5)
         try:
             await _revocations(workdir, store, data, env, api, sms.port)
+            await _callbacks(sms)
         finally:
             server.terminate()
             await server.wait()
@@ -168,6 +169,20 @@ async def demo(workdir: Path, contacts: int, now: datetime) -> None:
     print(f"Browse them: consentry capture list --store {store} | less")
     print(f"  or run `consentry capture sms --store {store}` and open http://127.0.0.1:8025/")
     print(f"Per-recipient decisions: {workdir / 'edm-decisions.csv'} and {workdir / 'edm-deliveries.csv'}")
+
+
+async def _callbacks(sms: SmsCaptureServer) -> None:
+    """Say how the status callbacks to `serve` went: two a text (sent, delivered), each
+    answered or failed with its cause. A timed-out callback is a status Twilio would lose."""
+    expected = 2 * sum(1 for message in sms.messages if message.get("status_callback"))
+    try:
+        await sms.wait_for_callbacks(expected, timeout=60)
+    except TimeoutError:
+        pass  # the count below says how many never came back
+    failed = [c for c in sms.callbacks if "error" in c or not 200 <= c.get("http_status", 0) < 300]
+    print(f"\nStatus callbacks from the Twilio capture server to `serve`: {len(sms.callbacks):,} of {expected:,} "
+          f"answered or failed, {len(failed):,} failed"
+          + (f" (first: {failed[0].get('error') or 'HTTP ' + str(failed[0].get('http_status'))})" if failed else ""))
 
 
 def _records(store: Path):  # noqa: ANN202

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from xml.etree import ElementTree
 
 import pytest
@@ -252,3 +253,25 @@ async def test_recorded_events_are_counted_in_metrics(api: Api) -> None:
         assert response.status == 200
         text = await response.text()
     assert 'consentry_ledger_events_total{action="block",tenant="acme-motors"} 2.0' in text
+
+
+async def test_concurrent_replays_record_once(api: Api) -> None:
+    """Many copies of one status and of one STOP at once: the webhook writer puts several in
+    one transaction (engine/api/webhook_writer.py), and still records each once."""
+    sid = "SM" + "d" * 32
+    delivery_id = await _sms_delivery(api, "C1", sid)
+    stop = inbound_sms(ACME_NUMBER, LIAM, "STOP")
+
+    async def post(path: str, params: dict[str, str]) -> int:
+        async with api.twilio_post(path, params) as response:
+            await response.read()
+            return response.status
+
+    answers = await asyncio.gather(
+        *(post(STATUS, _status(sid, "undelivered", "21610")) for _ in range(20)),
+        *(post(INBOUND, stop) for _ in range(20)),
+    )
+    assert answers == [204] * 20 + [200] * 20
+    assert await _delivery(api, delivery_id) == ("failed", "twilio undelivered 21610")
+    recorded = sorted((event["external_id"], event["action"], event["cause"]) for event in await api.events())
+    assert recorded == [("C1", "block", "carrier_unsubscribed"), ("C2", "block", "sms_stop"), ("C3", "block", "sms_stop")]
