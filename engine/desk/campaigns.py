@@ -116,7 +116,7 @@ async def campaign_page(request: web.Request, view: DeskView) -> web.Response:
     record = await _campaign(view, request.match_info["code"])
     if record is None:
         return _missing(view)
-    report = await campaign_report(view.services.engine, record)
+    report, counted_at_us = await campaign_report(view.services.engine, record, view.services.clock())
     rows = count_rows((d["decision"], d["reason"], d["count"]) for d in report["decisions"])
     reasons = sorted({row.reason for row in rows if row.reason})
     reason = request.query.get("reason") or None
@@ -136,6 +136,7 @@ async def campaign_page(request: web.Request, view: DeskView) -> web.Response:
         "actions": [action for action, allowed in ACTIONS.items() if may_run and current in allowed],
         "may_check": view.caller.may(Permission.CHECK_CAMPAIGNS) and current == S.DRAFT,
         "done": DONE.get(request.query.get("done", ""), ""),
+        "counted_at_us": counted_at_us, "live": current != S.FINISHED,
     })
 
 

@@ -346,3 +346,37 @@ async def test_a_finished_campaigns_page_follows_mail_that_comes_back_later(desk
     assert "4 of 4 done (100%): 3 sent, 0 suppressed, 1 failed" in page
     assert "hard_bounce 1" in page and "bounced 5.1.1: 550 5.1.1 user unknown" in page
     assert "3 sent, 0 suppressed, 1 failed" in " ".join((await _get(viewer, desk, "/desk/campaigns"))[1].split())
+
+
+async def test_a_running_campaigns_counts_are_kept_a_few_seconds_and_a_state_change_shows_at_once(desk: Desk) -> None:
+    """A campaign that has not finished is counted at most every LIVE_FOR_US of the service's
+    clock (instants given here, not read), and any change of its status is never hidden."""
+    from engine.desk.campaign_counts import LIVE_FOR_US, campaign_report
+    from engine.send.launch import get_campaign
+
+    desk.api.smtp.tempfail = ["@example.com"]  # type: ignore[attr-defined]
+    marketer = await desk.signed_in("acme-motors", "marketer")
+    await _post(marketer, desk, "/desk/campaigns/new", FORM, "/desk/campaigns/new")
+    await _post(marketer, desk, "/desk/campaigns/spring-offer/launch", {}, "/desk/campaigns/spring-offer")
+    assert (await _status(desk))["status"] == "incomplete"
+    engine = desk.api.engine
+    tenant_id = desk.api.tenants["acme-motors"].id
+    async with engine.connect() as conn:
+        record = await get_campaign(conn, tenant_id, "spring-offer")
+    at = 1_900_000_000_000_000
+    first, counted = await campaign_report(engine, record, at)
+    assert counted == at and first["outcomes"].get("pending") == 2
+    deliveries = Delivery.__table__
+    async with engine.begin() as conn:  # a runner records one more send, the status unchanged
+        pending = (await conn.execute(select(deliveries.c.id).where(
+            deliveries.c.campaign_id == record.id, deliveries.c.state == "pending").limit(1))).scalar_one()
+        await conn.execute(deliveries.update().where(deliveries.c.id == pending).values(state="sent"))
+    assert await campaign_report(engine, record, at + LIVE_FOR_US - 1) == (first, at)
+    later, counted = await campaign_report(engine, record, at + LIVE_FOR_US)
+    assert counted == at + LIVE_FOR_US and later["outcomes"].get("pending") == 1
+    # A pause is shown at once, however recent the counts.
+    await _post(marketer, desk, "/desk/campaigns/spring-offer/pause", {}, "/desk/campaigns/spring-offer")
+    paused, counted = await campaign_report(engine, record, at + LIVE_FOR_US + 1)
+    assert (paused["status"], counted) == ("paused", at + LIVE_FOR_US + 1)
+    page = (await _get(marketer, desk, "/desk/campaigns/spring-offer"))[1]
+    assert "Counted at " in page and "refreshed every few seconds" in page

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,24 +23,18 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from engine.timeutil import iso_z
 from tests.api.conftest import CLOCK
-from tests.browser import start_chromium
+from tests.desk.browsing import check_page, chromium
 from tests.desk.conftest import PASSWORD, Desk
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+browser = chromium  # the shared harness (tests/desk/browsing.py): one Chromium for the module
 
 
 def _shot(driver: webdriver.Chrome, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    """Screenshots at 1280 and 390 px, no sideways scrolling, no serious axe-core violation."""
+    check_page(driver, name)
 
 
 def _counts(driver: webdriver.Chrome) -> dict[tuple[str, str], int]:
@@ -116,23 +109,12 @@ async def test_a_marketer_prepares_checks_launches_and_reads_a_campaign(desk: De
                    if row.find_elements(By.CSS_SELECTOR, "td.verdict-fail")]
         _shot(browser, "campaign-recipient")
         heading = browser.find_element(By.TAG_NAME, "h1").text
-        # 390 px wide (a phone): the page itself never scrolls sideways; wide tables scroll
-        # inside their own box.
-        browser.set_window_size(390, 900)
-        try:
-            browser.get(desk.url("/desk/campaigns/spring-offer"))
-            _shot(browser, "campaign-390")
-            overflow = browser.execute_script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        finally:
-            browser.set_window_size(1280, 900)
-        assert overflow <= 0, f"the campaign page is {overflow} px wider than a 390 px screen"
         return counts, progress, ",".join(failing), heading
 
     counts, progress, failing, heading = await asyncio.to_thread(read_the_campaign_and_an_explanation)
     assert counts == {("send", ""): 3, ("suppress", "opted_out"): 1}
     assert re.search(r"4 of 4 done \(100%\): 3 sent, 1 suppressed, 0 failed, 0 pending", progress), progress
     assert (failing, heading) == ("opted_out", "Why C2 got this decision")
-    assert sorted(path.name for path in ARTIFACTS.glob("campaign*.png")) == [
-        "campaign-390.png", "campaign-check.png", "campaign-new.png", "campaign-recipient.png", "campaign.png",
-        "campaigns.png"]
+    # Every page at 1280 and 390 px (check_page also ran axe-core and the 390 px check on each).
+    names = ("campaign-new", "campaign-check", "campaign", "campaigns", "campaign-recipient")
+    assert {f"{n}{s}.png" for n in names for s in ("", "-390")} <= {p.name for p in ARTIFACTS.glob("campaign*.png")}

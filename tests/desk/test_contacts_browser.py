@@ -10,7 +10,6 @@ SQLite only: the pages' SQL is the same on both databases and the HTTP tests
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.browser import start_chromium
+from tests.desk.browsing import check_page, chromium
 from tests.desk.conftest import PASSWORD, Desk
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+browser = chromium  # the shared harness (tests/desk/browsing.py): one Chromium for the module
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -55,7 +48,7 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
         browser.find_element(By.ID, "q").send_keys("ava smi")
         browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
         found = wait_for("table tbody")
-        browser.save_screenshot(str(ARTIFACTS / "contacts-search.png"))
+        check_page(browser, "contacts-search")
         return found
 
     assert "ava@example.com" in await asyncio.to_thread(sign_in_and_search)
@@ -63,7 +56,7 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
     def open_and_confirm_review() -> tuple[str, str]:
         browser.find_element(By.LINK_TEXT, "Ava Smith").click()
         heading = wait_for("h1")
-        browser.save_screenshot(str(ARTIFACTS / "contact-review.png"))
+        check_page(browser, "contact-review")
         Select(browser.find_element(By.ID, "review-method")).select_by_value("verbal")
         browser.find_element(By.XPATH, "//button[text()='Yes, these are still right']").click()
         return heading, wait_for("p.notice")
@@ -76,7 +69,7 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
         browser.find_element(By.ID, "marketing-note").send_keys("no more offers, please")
         browser.find_element(By.XPATH, "//button[text()='Opt out of marketing']").click()
         notice = wait_for("p.notice")
-        browser.save_screenshot(str(ARTIFACTS / "contact.png"))
+        check_page(browser, "contact")
         return notice, browser.find_element(By.CSS_SELECTOR, "ol.timeline li").text
 
     notice, newest = await asyncio.to_thread(opt_out)
@@ -90,10 +83,10 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
         browser.find_element(By.ID, "reply-body").send_keys("Hi Ava, your car is ready for pick-up.")
         browser.find_element(By.XPATH, "//button[text()='Check before sending']").click()
         decision = wait_for("#decision ~ p strong")
-        browser.save_screenshot(str(ARTIFACTS / "contact-reply-check.png"))
+        check_page(browser, "contact-reply-check")
         browser.find_element(By.XPATH, "//button[text()='Send now']").click()
         sent = wait_for("#sent")
-        browser.save_screenshot(str(ARTIFACTS / "contact-reply-sent.png"))
+        check_page(browser, "contact-reply-sent")
         return decision, sent
 
     decision, sent = await asyncio.to_thread(reply)
