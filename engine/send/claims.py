@@ -257,8 +257,8 @@ class Claimant:
         transaction crosses to the driver's thread and back twice, and each crossing waits
         for the GIL while the loop is busy (up to the 5 ms switch interval): the workers
         waiting for their commits then sit idle. Here the UPDATE and the COMMIT run where
-        the loop is, in ~0.1 ms, with no thread, future or wake-up. Same statement, same
-        condition on the token. The connection never waits for SQLite's write lock (busy
+        the loop is, in well under a millisecond, with no thread, future or wake-up. Same
+        statement, same condition on the token. The connection never waits for SQLite's write lock (busy
         timeout 0, so the loop is never blocked on another writer): a transaction that
         finds it taken is rolled back and run again after a short sleep.
         """
