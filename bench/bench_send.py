@@ -19,6 +19,20 @@ For each channel, in one run:
 
 Every contact is sendable (opt-out regime, no opt-in wait, no quiet hours), so every
 recipient costs a full send.
+
+Besides messages/s, each row gives the CPU seconds per message of the sender: the whole
+`campaign send` process (user + system, start-up included) and the bare client's
+`time.process_time()` over its run. The last lines, one per channel, read
+
+    email: campaign send 1,234/s vs bare transport 2,345/s = 0.53x (CPU per message 0.60x)
+
+(the largest `--sizes`, same capture server, same run): on a shared machine the ratio is the
+figure to read, the CPU ratio the steadier one.
+
+`--profile N` runs one more `campaign send` of the largest size under cProfile and prints
+its top N functions by cumulative time. `--code DIR` runs `campaign send` from another
+checkout (`PYTHONPATH=DIR`), e.g. the code before a change, against this bench's servers and
+baselines.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import asyncio
 import csv
 import json
 import os
+import pstats
 import re
 import subprocess
 import sys
@@ -98,15 +113,20 @@ def prepare(directory: Path, count: int) -> str:
     return url
 
 
-def send(url: str, directory: Path, channel: str, code: str, port: int, concurrency: int) -> dict:
+def send(url: str, directory: Path, channel: str, code: str, port: int, concurrency: int, code_dir: Path | None = None,
+         profile: Path | None = None) -> dict:
     path = directory / f"{code}.yaml"
     path.write_text((EMAIL_CAMPAIGN if channel == "email" else SMS_CAMPAIGN).format(code=code))
     # No status callbacks: nothing serves them here, and the ceiling asks for none either.
     env = {**os.environ, "CONSENTRY_SMTP_URL": f"smtp://127.0.0.1:{port}", "CONSENTRY_TWILIO_URL": f"http://127.0.0.1:{port}",
            "CONSENTRY_STATUS_CALLBACKS": "off"}
-    args = [sys.executable, "-m", "engine", "campaign", "send", str(path), "--db", url, "--concurrency", str(concurrency)]
+    if code_dir is not None:
+        # `-m` puts the working directory first on sys.path, ahead of PYTHONPATH: run there.
+        env["PYTHONPATH"] = str(code_dir)
+    runner = ["-m", "cProfile", "-o", str(profile), "-m", "engine"] if profile else ["-m", "engine"]
+    args = [sys.executable, *runner, "campaign", "send", str(path), "--db", url, "--concurrency", str(concurrency)]
     started = time.perf_counter()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=code_dir)
     _pid, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     out, err = process.communicate()
@@ -115,7 +135,9 @@ def send(url: str, directory: Path, channel: str, code: str, port: int, concurre
     summary = out.decode()
     # "... this run sent 2,000, failed 0, ..." (before the claims: "this run gated 2,000, sent 2,000, failed 0").
     sent = int(re.search(r"this run (?:gated [\d,]+, )?sent ([\d,]*\d)", summary).group(1).replace(",", ""))
-    return {"sent": sent, "wall_s": wall, "per_s": sent / wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"sent": sent, "wall_s": wall, "per_s": sent / wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "cpu_us": cpu / max(sent, 1) * 1e6}
 
 
 async def timed(run) -> float:  # noqa: ANN001
@@ -124,36 +146,70 @@ async def timed(run) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
+def ceiling_run(channel: str, port: int, count: int, concurrency: int) -> tuple[float, float]:
+    """The bare client's (seconds, CPU seconds) for `count` messages."""
+    if channel == "email":
+        messages = email_bytes(count, f"ceiling{time.time_ns()}")
+        cpu = time.process_time()
+        seconds = asyncio.run(timed(email_ceiling(port, messages, concurrency)))
+    else:
+        cpu = time.process_time()
+        seconds = asyncio.run(timed(sms_ceiling(port, count, concurrency)))
+    return seconds, time.process_time() - cpu
+
+
+def print_profile(path: Path, top: int) -> None:
+    """The top functions by cumulative time, ours and the transports' libraries (the event
+    loop's and the CLI's own frames, which contain everything, left out)."""
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(r"/(engine|gating|campaigns|metrics|aiosmtplib|twilio|aiohttp|jinja2)/", top)
+
+
 def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
     results = []
+    summaries: list[str] = []
     sizes = sorted(args.sizes)
-    databases = {size: prepare(workdir / f"n{size}", size) for size in sorted({*sizes, args.latency_size})}
+    wanted = set(sizes) if args.no_latency else {*sizes, args.latency_size}
+    databases = {size: prepare(workdir / f"n{size}", size) for size in sorted(wanted)}
     for channel in args.channels:
         store = workdir / f"capture-{channel}"
         kind = "smtp" if channel == "email" else "sms"
         server = capture_server(kind, store, 0)
+        count = sizes[-1]
         try:
-            runs = [send(databases[size], workdir / f"n{size}", channel, f"{channel}-{size}", server.port, args.concurrency) for size in sizes]
-            count = sizes[-1]
-            if channel == "email":
-                ceiling_s = asyncio.run(timed(email_ceiling(server.port, email_bytes(count, "ceiling"), args.concurrency)))
-            else:
-                ceiling_s = asyncio.run(timed(sms_ceiling(server.port, count, args.concurrency)))
+            runs = [send(databases[size], workdir / f"n{size}", channel, f"{channel}-{size}", server.port, args.concurrency, args.code)
+                    for size in sizes]
+            ceiling_s, ceiling_cpu = ceiling_run(channel, server.port, count, args.concurrency)
+            if args.profile:
+                profile = workdir / f"{channel}.prof"
+                send(databases[count], workdir / f"n{count}", channel, f"{channel}-profiled", server.port, args.concurrency,
+                     args.code, profile)
         finally:
             server.stop()
         ceiling = count / ceiling_s
+        ceiling_us = ceiling_cpu / count * 1e6
         for size, result in zip(sizes, runs, strict=True):
             row = {"channel": channel, "latency_ms": 0, "recipients": size, "concurrency": args.concurrency,
                    "send_per_s": round(result["per_s"]), "peak_rss_mb": round(result["peak_rss_mb"], 1),
-                   "ceiling_per_s": round(ceiling), "vs_ceiling": round(result["per_s"] / ceiling, 2)}
+                   "ceiling_per_s": round(ceiling), "vs_ceiling": round(result["per_s"] / ceiling, 2),
+                   "send_cpu_us": round(result["cpu_us"]), "ceiling_cpu_us": round(ceiling_us),
+                   "cpu_vs_ceiling": round(ceiling_us / result["cpu_us"], 2)}
             print(json.dumps(row), flush=True)
             results.append(row)
         print(json.dumps({"channel": channel, "rss_growth": round(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 2)}), flush=True)
+        last = runs[-1]
+        summaries.append(f"{channel}: campaign send {last['per_s']:,.0f}/s vs bare transport {ceiling:,.0f}/s = "
+                         f"{last['per_s'] / ceiling:.2f}x (CPU per message {ceiling_us / last['cpu_us']:.2f}x)")
+        if args.profile:
+            print(f"--- {channel}: campaign send of {count:,} under cProfile, top {args.profile} by cumulative time", flush=True)
+            print_profile(workdir / f"{channel}.prof", args.profile)
+        if args.no_latency:
+            continue
 
         server = capture_server(kind, workdir / f"capture-{channel}-slow", 50)
         try:
             slow = send(databases[args.latency_size], workdir / f"n{args.latency_size}", channel, f"{channel}-slow",
-                        server.port, args.slow_concurrency)
+                        server.port, args.slow_concurrency, args.code)
             if channel == "email":
                 naive_s = asyncio.run(timed(email_naive(server.port, args.baseline, "naive")))
             else:
@@ -166,6 +222,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
                "send_per_s": round(slow["per_s"]), "naive_per_s": round(naive, 1), "vs_naive": round(slow["per_s"] / naive, 1)}
         print(json.dumps(row), flush=True)
         results.append(row)
+    for line in summaries:
+        print(line, flush=True)
     return results
 
 
@@ -177,6 +235,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--slow-concurrency", type=int, default=128)
     parser.add_argument("--baseline", type=int, default=50, help="naive-baseline messages at 50 ms")
+    parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms runs and the naive baselines")
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="also profile one send (cProfile) and print its top N functions by cumulative time")
+    parser.add_argument("--code", type=Path, metavar="DIR", help="run `campaign send` from this checkout (PYTHONPATH)")
     parser.add_argument("--dir", type=Path)
     args = parser.parse_args()
     if args.dir:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from collections.abc import Sequence
@@ -91,5 +90,6 @@ def split_tagged(address: str) -> tuple[str, str | None]:
 
 
 def _mac(secret: bytes, payload: bytes | bytearray) -> bytes:
-    return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    # hmac.digest: the one-shot C path, half the cost of hmac.new (once per message sent).
+    return hmac.digest(secret, _DOMAIN + payload, "sha256")[:_MAC_BYTES]
 

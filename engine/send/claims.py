@@ -60,6 +60,12 @@ _RECORD_SQLITE = (
     "claim_until_us = NULL WHERE id = ? AND claim_token = ? AND state = 'sending'"
 )
 
+# How long a result write waits for SQLite's write lock in all: as long as any other write
+# of the engine would (a 30 s busy timeout, engine/db/session.py, tried up to ATTEMPTS
+# times, engine/db/retry.py). A runner frozen inside its write transaction holds the lock
+# until it wakes, and the runner that took over must outwait it, not give up.
+SQLITE_LOCK_WAIT_S = 30.0 * ATTEMPTS
+
 _d = Delivery.__table__
 _other = aliased(Delivery.__table__, name="other_delivery")
 _campaigns = Campaign.__table__
@@ -175,8 +181,6 @@ class Claimant:
         """
         if not rows or self.lost or self.halted is not None:
             return []
-        if await self._read_halt(conn):
-            return []
         now = self.clock()
         stamp = self.gating_clock()
         ids = sorted(delivery_id for delivery_id, _contact in rows)
@@ -196,6 +200,12 @@ class Claimant:
         )
         if cap is not None:
             claimable = and_(claimable, _under_cap(cap, stamp))
+        # Nothing is taken from a paused or cancelled campaign: the status is read by the
+        # claim statement itself (no query of its own per chunk; read apart below only
+        # when some rows were not won, to tell a halt from rows held by another runner).
+        claimable = and_(claimable, select(_campaigns.c.id).where(
+            _campaigns.c.id == self.campaign_id, _campaigns.c.status.not_in([status.value for status in HALTED_STATUSES])
+        ).exists())
         result = await conn.execute(
             update(_d)
             .where(claimable)
@@ -207,6 +217,10 @@ class Claimant:
             .returning(_d.c.id, _d.c.attempts, _d.c.first_claimed_at_us)
         )
         claimed = [Claimed(row[0], row[1], row[2]) for row in result]
+        if len(claimed) < len(ids) and await self._read_halt(conn):
+            # Halted: rows won before the halt are withdrawn by the workers (may_dispatch is
+            # False from now on) and handed back; no capped row is suppressed meanwhile.
+            return claimed
         if capped and len(claimed) < len(ids):
             won = {c.delivery_id for c in claimed}
             await conn.execute(
@@ -236,14 +250,17 @@ class Claimant:
             )
         await conn.execute(statement, changes)
 
-    async def record_on_sqlite(self, driver_connection: Any, changes: list[dict]) -> None:
-        """`record` for SQLite, straight on the aiosqlite connection, in one turn.
+    async def record_on_sqlite(self, connection: sqlite3.Connection, changes: list[dict]) -> None:
+        """`record` for SQLite, on a plain sqlite3 connection of the event loop's own thread.
 
-        Results are the hot path (one transaction per few messages), and each awaited step
-        of a transaction waits for a turn of a busy event loop. Here the statement and the
-        commit are queued to aiosqlite's thread together, so the loop wakes once. Same
-        statement, same condition on the token; a failure rolls back and is run again when
-        it only lost the write lock (engine/db/retry.py).
+        Results are the hot path (one transaction per few messages). Through aiosqlite a
+        transaction crosses to the driver's thread and back twice, and each crossing waits
+        for the GIL while the loop is busy (up to the 5 ms switch interval): the workers
+        waiting for their commits then sit idle. Here the UPDATE and the COMMIT run where
+        the loop is, in well under a millisecond, with no thread, future or wake-up. Same
+        statement, same condition on the token. The connection never waits for SQLite's write lock (busy
+        timeout 0, so the loop is never blocked on another writer): a transaction that
+        finds it taken is rolled back and run again after a short sleep.
         """
         if not changes:
             return
@@ -251,15 +268,27 @@ class Claimant:
             (c["state"], c["provider_id"], c["segments"], c["error"], c["sent_at_us"], c["updated_at_us"], c["_id"], self.token)
             for c in changes
         ]
-        for attempt in range(ATTEMPTS):
+        waited = 0.0
+        delay = 0.001
+        while True:
             try:
-                await asyncio.gather(driver_connection.executemany(_RECORD_SQLITE, rows), driver_connection.commit())
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.executemany(_RECORD_SQLITE, rows)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
                 return
             except sqlite3.OperationalError as exc:
-                await driver_connection.rollback()
-                if attempt + 1 >= ATTEMPTS or getattr(exc, "sqlite_errorcode", None) not in SQLITE_BUSY:
+                # As long as the engine's own connections wait for the lock (their busy
+                # timeout), but asleep, so the loop goes on meanwhile.
+                if waited >= SQLITE_LOCK_WAIT_S or getattr(exc, "sqlite_errorcode", None) not in SQLITE_BUSY:
                     raise
-            await asyncio.sleep(0.01 * 2**attempt)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
 
     async def release(self, ids: Sequence[int]) -> None:
         """Hand rows we claimed but never dispatched back to `pending` (best effort: if the

@@ -7,7 +7,6 @@ rendering (engine/render) and the wire (engine/transports) stay behind them.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -121,7 +120,7 @@ class Content:
 
     def message_id(self, job: Job) -> str:
         """Deterministic per delivery, so an in-doubt resend carries the same Message-ID."""
-        tag = hmac.new(self.secret, f"{self.record.id}:{job.contact_id}".encode(), hashlib.sha256).hexdigest()[:12]
+        tag = hmac.digest(self.secret, f"{self.record.id}:{job.contact_id}".encode(), "sha256").hex()[:12]
         return f"<c{self.record.id}.r{job.contact_id}.{tag}@{self.domain}>"
 
     def envelope_sender(self, job: Job) -> str:

@@ -436,6 +436,9 @@ class CampaignRun:
                 self.broken = self.broken or exc
 
     async def _record(self, results: list[tuple[Job, Result]]) -> None:
+        if len(results) == 1:  # the usual case: no task and no gather per message
+            await self.results.record(*results[0])
+            return
         await asyncio.gather(*(self.results.record(job, result) for job, result in results))
         for job, result in results:
             self.batch_log.settled(job.delivery_id, result.state)

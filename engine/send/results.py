@@ -10,10 +10,11 @@ into the next one, at once, with no timer.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -69,16 +70,19 @@ class ResultWriter:
         self._ready = asyncio.Event()
         self._stopping = False
         self._conn: AsyncConnection | None = None
-        self._sqlite_driver: Any = None  # the connection's aiosqlite connection (SQLite only)
+        # SQLite: the writer's own sqlite3 connection, on the loop's thread (Claimant.record_on_sqlite).
+        self._sqlite: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         """The writer's own connection for the whole run: a result commit is then one round
         trip to the database, not a pool checkout, a commit and a reset."""
         self._conn = await self.engine.connect()
-        if self.engine.dialect.name == "sqlite":
-            self._sqlite_driver = (await self._conn.get_raw_connection()).driver_connection
+        self._sqlite = open_direct(self.engine)
 
     async def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -156,9 +160,25 @@ class ResultWriter:
             if failed:  # `delivery.failed` webhooks, committed with the result
                 await enqueue_delivery_failed(conn, self.tenant_id, failed, stamp)
 
-        if not blocks and not failed and self._sqlite_driver is not None:
+        if not blocks and not failed and self._sqlite is not None:
             async with self.write_lock:
-                await self.claims.record_on_sqlite(self._sqlite_driver, changes)
+                await self.claims.record_on_sqlite(self._sqlite, changes)
         else:
             await in_transaction(self.engine, write, lock=self.write_lock, connection=self._conn)
         self.observer("delivered", len(results))
+
+
+def open_direct(engine: AsyncEngine) -> sqlite3.Connection | None:
+    """A plain sqlite3 connection to the engine's database file for the result writes, or
+    None (PostgreSQL, an in-memory or URI database: the SQLAlchemy path serves those).
+
+    Autocommit mode (transactions are explicit), busy timeout 0 (the event loop's thread
+    must never wait on another writer's lock; the caller retries), the pragmas of every
+    connection of the engine (engine/db/session.py)."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or not url.database or url.database == ":memory:" or url.query:
+        return None
+    connection = sqlite3.connect(url.database, timeout=0, isolation_level=None)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection

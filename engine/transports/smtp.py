@@ -57,6 +57,9 @@ from engine.transports.errors import (
 )
 from engine.transports.guarded import guard_writes
 
+# An ASCII addr-spec with a dot-atom local part: what `parseaddr` returns unchanged, so
+# `<address>` is exactly what aiosmtplib's quoting would send.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # TLS failures that say the connection broke, not that the two ends cannot agree.
 _BROKEN_TLS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
@@ -195,12 +198,12 @@ class SmtpPool(EmailTransport):
             # RFC 1870: octets as transmitted, every line ending a CRLF.
             size = len(data) + data.count(b"\n") - data.count(b"\r\n")
             options = [f"size={size}", *options]
-        await client.mail(sender, options=options, encoding=encoding, timeout=self.timeout)
+        await self._mail(client, sender, options, encoding)
         refused: list[aiosmtplib.SMTPRecipientRefused] = []
         try:
             for recipient in recipients:
                 try:
-                    await client.rcpt(recipient, encoding=encoding, timeout=self.timeout)
+                    await self._rcpt(client, recipient, encoding)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     refused.append(exc)
             if len(refused) == len(recipients):
@@ -212,6 +215,31 @@ class SmtpPool(EmailTransport):
             raise
         response = await client.data(data, timeout=self.timeout)
         return response.message
+
+    # MAIL and RCPT for the plain addresses a campaign sends to and from (normalised at
+    # import, built by us for the return path) go straight to `execute_command`: aiosmtplib's
+    # `mail` / `rcpt` parse every address again with `email.utils.parseaddr`, a tenth of a
+    # message's client CPU, only to put it between angle brackets. Same command bytes, same
+    # errors; anything else (a quoted local part, non-ASCII) takes aiosmtplib's own path.
+
+    async def _mail(self, client: aiosmtplib.SMTP, sender: str, options: list[str], encoding: str) -> None:
+        if not _PLAIN_ADDRESS.fullmatch(sender):
+            await client.mail(sender, options=options, encoding=encoding, timeout=self.timeout)
+            return
+        response = await client.execute_command(
+            b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *(option.encode("ascii") for option in options),
+            timeout=self.timeout,
+        )
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+
+    async def _rcpt(self, client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
+        if not _PLAIN_ADDRESS.fullmatch(recipient):
+            await client.rcpt(recipient, encoding=encoding, timeout=self.timeout)
+            return
+        response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">", timeout=self.timeout)
+        if response.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 
     async def close(self) -> None:
         """QUIT every idle session (politely, bounded by `timeout`)."""

@@ -47,6 +47,38 @@ async def test_sends_real_smtp_to_aiosmtpd_and_reuses_the_connection(sink: Sink)
     assert pool.connections_opened == 1
 
 
+async def test_plain_addresses_reach_the_relay_as_aiosmtplib_would_send_them(sink: Sink) -> None:
+    """MAIL and RCPT of plain addresses skip aiosmtplib's parsing (engine/transports/smtp.py):
+    the relay must see exactly the envelope aiosmtplib's own `sendmail` gives it, options too;
+    a quoted local part still goes through aiosmtplib's path."""
+    import aiosmtplib
+
+    data = make_message(subject="envelope", message_id="<envelope@acme.example>")
+    cases = [
+        ("bounces+ab2cd3ef4gh5ij6k@acme.example", ["first.last@example.com"]),
+        ("service@acme.example", ['"john doe"@example.com', "o'neil+tag@example.co.uk"]),
+    ]
+    pool = SmtpPool(f"smtp://127.0.0.1:{sink.port}", size=1)
+    try:
+        for sender, recipients in cases:
+            await pool.send_raw(sender, recipients, data)
+    finally:
+        await pool.close()
+    ours = await sink.wait_for(len(cases))
+    ours = [(envelope.mail_from, envelope.mail_options, envelope.rcpt_tos) for envelope in ours]
+    sink.reset()
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port)
+    await client.connect()
+    try:
+        for sender, recipients in cases:
+            await client.sendmail(sender, recipients, data)
+    finally:
+        await client.quit()
+    theirs = [(envelope.mail_from, envelope.mail_options, envelope.rcpt_tos) for envelope in await sink.wait_for(len(cases))]
+    assert ours == theirs
+    assert ours[0] == ("bounces+ab2cd3ef4gh5ij6k@acme.example", [f"SIZE={len(data)}"], ["first.last@example.com"])
+
+
 async def test_concurrent_sends_share_at_most_size_connections(smtp_server: SmtpCaptureServer) -> None:
     pool = SmtpPool(smtp_server.url, size=3)
     try:
