@@ -2,6 +2,11 @@
 
     .venv/bin/python -m bench.bench_check --contacts 100000 1000000 --db sqlite
     .venv/bin/python -m bench.bench_check --contacts 100000 1000000 --db postgres
+    .venv/bin/python -m bench.bench_check --contacts 1000000 --db both
+
+`--db both` builds the same dealership in SQLite and PostgreSQL and measures each size on
+both, back to back, ending with PostgreSQL's check time as a multiple of SQLite's: the
+machine is shared, so the figure to read is that ratio, taken minutes apart at most.
 
 For each audience size: generates a dealership (engine/demo/sample_data.py: ~0.7 ledger events
 per contact, every gating rule represented), imports it with the real CLI, then, each in a
@@ -43,7 +48,8 @@ def _measure(args: list[str], env: dict[str, str]) -> dict:
     out, err = process.communicate()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{err.decode()}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "out": out.decode()}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "out": out.decode()}
 
 
 async def read_floor(url: str, tenant: str) -> dict:
@@ -105,55 +111,74 @@ def prepare(directory: Path, contacts: int, url: str, env: dict[str, str]) -> Pa
 
 def run(sizes: list[int], db: str, workdir: Path) -> list[dict]:
     env = {**os.environ}
+    databases = ["sqlite", "postgres"] if db == "both" else [db]
     results = []
     server = None
     try:
-        if db == "postgres":
+        if "postgres" in databases:
             from tests.servers import PostgresServer
 
             server = PostgresServer(workdir / "postgres").start()
         for size in sizes:
-            directory = workdir / f"n{size}"
-            if server is not None:
-                name = f"bench_check_{size}"
-                server.create_database(name)
-                url = server.url(name)
-            else:
-                url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-                directory.mkdir(parents=True, exist_ok=True)
-            campaign = prepare(directory, size, url, env)
-            floor = _measure([sys.executable, "-m", "bench.bench_check", "--floor", url], env)
-            floor_result = json.loads(floor["out"].strip().splitlines()[-1])
-            check = _measure(
-                [sys.executable, "-m", "engine", "campaign", "check", str(campaign), "--at", AT,
-                 "--out", str(directory / "decisions.csv"), "--db", url, "--json"], env,
-            )
-            counted = json.loads(check["out"])["total"]
-            result = {
-                "db": db, "contacts": size, "recipients": counted,
-                "check_wall_s": round(check["wall_s"], 2),
-                "recipients_per_s": round(counted / check["wall_s"]),
-                "check_peak_rss_mb": round(check["peak_rss_mb"], 1),
-                "floor_s": round(floor_result["floor_s"], 2),
-                "floor_rows": floor_result["rows"],
-                "floor_rows_per_s": round(floor_result["rows"] / floor_result["floor_s"]),
-                "check_vs_floor": round(check["wall_s"] / floor["wall_s"], 2),
-            }
-            print(json.dumps(result), flush=True)
-            results.append(result)
+            campaigns = {}
+            for name in databases:
+                directory = workdir / f"n{size}-{name}"
+                if name == "postgres":
+                    assert server is not None
+                    database = f"bench_check_{size}"
+                    server.create_database(database)
+                    url = server.url(database)
+                else:
+                    url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+                    directory.mkdir(parents=True, exist_ok=True)
+                campaigns[name] = (directory, url, prepare(directory, size, url, env))
+            # Measured back to back, after both are prepared: the same minutes of noise.
+            for name, (directory, url, campaign) in campaigns.items():
+                result = {"db": name, **_check(size, directory, url, campaign, env)}
+                print(json.dumps(result), flush=True)
+                results.append(result)
     finally:
         if server is not None:
             server.stop()
-    if len(results) > 1:
-        growth = results[-1]["check_peak_rss_mb"] / results[0]["check_peak_rss_mb"]
-        print(json.dumps({"db": db, "rss_growth": round(growth, 2)}), flush=True)
+    for name in databases:
+        mine = [result for result in results if result["db"] == name]
+        if len(mine) > 1:
+            growth = mine[-1]["check_peak_rss_mb"] / mine[0]["check_peak_rss_mb"]
+            print(json.dumps({"db": name, "rss_growth": round(growth, 2)}), flush=True)
+    if len(databases) == 2:
+        for size in sizes:
+            sqlite, postgres = (next(r for r in results if r["db"] == name and r["contacts"] == size)
+                                for name in ("sqlite", "postgres"))
+            print(f"check {size:,}: SQLite {sqlite['check_wall_s']} s, PostgreSQL {postgres['check_wall_s']} s, "
+                  f"PostgreSQL / SQLite = {postgres['check_wall_s'] / sqlite['check_wall_s']:.2f}x", flush=True)
     return results
+
+
+def _check(size: int, directory: Path, url: str, campaign: Path, env: dict[str, str]) -> dict:
+    floor = _measure([sys.executable, "-m", "bench.bench_check", "--floor", url], env)
+    floor_result = json.loads(floor["out"].strip().splitlines()[-1])
+    check = _measure(
+        [sys.executable, "-m", "engine", "campaign", "check", str(campaign), "--at", AT,
+         "--out", str(directory / "decisions.csv"), "--db", url, "--json"], env,
+    )
+    counted = json.loads(check["out"])["total"]
+    return {
+        "contacts": size, "recipients": counted,
+        "check_wall_s": round(check["wall_s"], 2),
+        "check_cpu_s": round(check["cpu_s"], 2),
+        "recipients_per_s": round(counted / check["wall_s"]),
+        "check_peak_rss_mb": round(check["peak_rss_mb"], 1),
+        "floor_s": round(floor_result["floor_s"], 2),
+        "floor_rows": floor_result["rows"],
+        "floor_rows_per_s": round(floor_result["rows"] / floor_result["floor_s"]),
+        "check_vs_floor": round(check["wall_s"] / floor["wall_s"], 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_check", description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--floor", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()

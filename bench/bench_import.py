@@ -3,6 +3,11 @@ as a multiple of checking the same file without a database.
 
     .venv/bin/python -m bench.bench_import --rows 1000000 --db sqlite
     .venv/bin/python -m bench.bench_import --rows 1000000 --db postgres
+    .venv/bin/python -m bench.bench_import --rows 1000000 --db both
+
+`--db both` imports the same files into SQLite and PostgreSQL, step by step in turn (so
+both sides share the same minutes of a shared machine's noise), and ends with each
+import's PostgreSQL rate as a multiple of SQLite's.
 
 Generates a realistic contacts file (emails on common and company domains, phones in mixed
 formats, some invalid values, a few bad rows, a tenth opted out) and an events file of as
@@ -243,10 +248,21 @@ def _report(results: list[dict], database: str, rows: int, workers: int) -> None
         print(f"  {result['kind']}: {result['summary']}")
 
 
+def _compare(by_database: dict[str, list[dict]]) -> None:
+    """Each import's rows/s on both databases, and PostgreSQL's as a multiple of SQLite's."""
+    sqlite = {result["kind"]: result for result in by_database["sqlite"]}
+    postgres = {result["kind"]: result for result in by_database["postgres"]}
+    print("\nstep               SQLite rows/s  PostgreSQL rows/s  PostgreSQL / SQLite")
+    for kind in postgres:
+        if kind in sqlite and not kind.startswith("check-"):
+            ratio = postgres[kind]["rows_per_s"] / sqlite[kind]["rows_per_s"]
+            print(f"{kind:<18}{sqlite[kind]['rows_per_s']:>14,}{postgres[kind]['rows_per_s']:>19,}{ratio:>20.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_import", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--workers", type=int, default=None, help="default: the import's default")
     parser.add_argument("--dir", type=Path, default=None, help="keep files and database here")
     parser.add_argument("--only", choices=["contacts", "events"], default=None)
@@ -271,31 +287,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generated {contacts} ({contacts.stat().st_size / 1e6:.0f} MB) and {events} "
           f"({events.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.0f}s", flush=True)
 
+    databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     server = None
-    if args.db == "postgres":
+    urls: dict[str, str] = {}
+    if "postgres" in databases:
         from tests.servers import PostgresServer
 
         server = PostgresServer(directory / "postgres").start()
-        url = server.url()
-    else:
+        urls["postgres"] = server.url()
+    if "sqlite" in databases:
         database = directory / "bench.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite+aiosqlite:///{database}"
+        urls["sqlite"] = f"sqlite+aiosqlite:///{database}"
     try:
-        _prepare_database(url)
+        for url in urls.values():
+            _prepare_database(url)
         steps = [("check-contacts", contacts), ("import-contacts", contacts), ("reimport-contacts", contacts),
                  ("check-events", events), ("import-events", events)]
         if args.only:
             steps = [step for step in steps if step[0].endswith(args.only)]
             if args.only == "events":
                 steps.insert(0, ("import-contacts", contacts))
-        results = []
+        results: dict[str, list[dict]] = {name: [] for name in urls}
         for kind, path in steps:
-            result = _in_process(kind, path, url, workers)
-            print(json.dumps(result), flush=True)
-            results.append(result)
-        _report(results, args.db, args.rows, workers)
+            # A check has no database: run once, count for each.
+            for name in (urls if not kind.startswith("check-") else list(urls)[:1]):
+                result = _in_process(kind, path, urls[name], workers)
+                print(json.dumps({"db": name, **result}), flush=True)
+                for each in (urls if kind.startswith("check-") else [name]):
+                    results[each].append(result)
+        for name, measured in results.items():
+            _report(measured, name, args.rows, workers)
+        if len(results) == 2:
+            _compare(results)
     finally:
         if server is not None:
             server.stop()

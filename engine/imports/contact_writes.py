@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.imports.contact_rows import ContactRow
+from engine.imports.staging import is_staged, merge_contact_rows
 from engine.imports.statements import executemany, highest_contact_id, new_contact_ids, prepared
 
 __all__ = ["write_contact_rows"]
@@ -34,6 +35,9 @@ async def write_contact_rows(
     """
     if not rows:
         return {}, []
+    if is_staged(conn, rows):
+        contact_id = await merge_contact_rows(conn, tenant_id, stamp, rows)
+        return contact_id, [row.external_id for row in rows if row.external_id not in existing]
     highest_before = await highest_contact_id(conn)
     await executemany(
         conn,

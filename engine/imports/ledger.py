@@ -14,6 +14,10 @@ an earlier instant never sees a later review.
 
 Events are only ever inserted: nothing here updates or deletes a ledger row.
 
+On PostgreSQL a large batch (an import's chunk) is appended with COPY and projected with
+one statement (engine/imports/staging.py), with the same result as the row-by-row
+statements that small batches and SQLite run.
+
 A consent change on a contact that is linked to others (a household, a billing account)
 is copied onto them here, in the same transaction (engine/imports/carbon_copy.py).
 
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.models import Contact, ContactPoint
 from engine.imports.carbon_copy import with_carbon_copies
+from engine.imports.staging import copy_events, is_staged, project_opted_out
 from engine.imports.statements import EVENT_FIELDS, executemany, prepared
 from engine.imports.vocabulary import ACTIONS
 from engine.webhooks.outbox import ledger_outbox
@@ -106,7 +111,10 @@ async def record_event_rows(conn: AsyncConnection, rows: Sequence[tuple]) -> Non
         return
     rows = await with_carbon_copies(conn, rows)
     outbox = await ledger_outbox(conn, rows)
-    await executemany(conn, prepared(conn, "insert_events"), rows)
+    if is_staged(conn, rows):
+        await copy_events(conn, rows)
+    else:
+        await executemany(conn, prepared(conn, "insert_events"), rows)
     await _project(conn, rows)
     if outbox is not None:
         await outbox.enqueue(conn)
@@ -118,7 +126,10 @@ async def _project(conn: AsyncConnection, rows: Sequence[tuple]) -> None:
         for row in rows
         if row[_ACTION] in ("opt_out", "opt_in")
     ]
-    await executemany(conn, prepared(conn, "project_opted_out"), opted)
+    if is_staged(conn, opted):
+        await project_opted_out(conn, opted)
+    else:
+        await executemany(conn, prepared(conn, "project_opted_out"), opted)
 
 
 async def contact_ids_for_address(conn: AsyncConnection, tenant_id: int, kind: str, address: str) -> list[int]:

@@ -42,10 +42,12 @@ __all__ = [
     "EVENT_FIELDS",
     "POINT_FIELDS",
     "Prepared",
+    "contact_conflict",
     "contacts_by_external_id",
     "executemany",
     "highest_contact_id",
     "new_contact_ids",
+    "point_conflict",
     "prepared",
     "refresh_statistics",
 ]
@@ -122,30 +124,34 @@ def _insert(dialect: Dialect):
     return insert
 
 
-def _upsert_contacts(dialect: Dialect):
-    # Upsert by (tenant, external_id). An empty cell arrives as NULL and keeps the stored
-    # value (COALESCE), so a partial file never erases data. `opted_out` is only written
-    # for new contacts (false): the flag is a projection of the ledger, moved by
-    # ledger.record_event_rows when an opt_out is recorded.
-    insert = _insert(dialect)(_contacts)
+def contact_conflict(insert):
+    """The contacts upsert's ON CONFLICT, for an INSERT of CONTACT_FIELDS (the row-by-row
+    statement here, the staged merge of engine/imports/staging.py).
+
+    Upsert by (tenant, external_id). An empty cell arrives as NULL and keeps the stored
+    value (COALESCE), so a partial file never erases data. `opted_out` is only written
+    for new contacts (false): the flag is a projection of the ledger, moved by
+    ledger.record_event_rows when an opt_out is recorded.
+    """
     new = insert.excluded
     keep = {
         name: func.coalesce(getattr(new, name), _contacts.c[name])
         for name in ("first_name", "last_name", "timezone", "country", "region", "lead_source", "reviewed_at_us")
     }
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[_contacts.c.tenant_id, _contacts.c.external_id],
         set_={**keep, "updated_at_us": new.updated_at_us},
     )
-    return (statement, CONTACT_FIELDS), CONTACT_FIELDS
 
 
-def _upsert_points(dialect: Dialect):
-    # One point per (contact, kind): a changed address replaces the old one. Ledger events
-    # name addresses themselves, so events about the old address keep their meaning.
-    insert = _insert(dialect)(_points)
+def point_conflict(insert):
+    """The contact points upsert's ON CONFLICT, for an INSERT of POINT_FIELDS.
+
+    One point per (contact, kind): a changed address replaces the old one. Ledger events
+    name addresses themselves, so events about the old address keep their meaning.
+    """
     new = insert.excluded
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[_points.c.tenant_id, _points.c.contact_id, _points.c.kind],
         set_={
             "address": new.address,
@@ -160,7 +166,14 @@ def _upsert_points(dialect: Dialect):
             _points.c.zones.is_distinct_from(new.zones),
         ),
     )
-    return (statement, POINT_FIELDS), POINT_FIELDS
+
+
+def _upsert_contacts(dialect: Dialect):
+    return (contact_conflict(_insert(dialect)(_contacts)), CONTACT_FIELDS), CONTACT_FIELDS
+
+
+def _upsert_points(dialect: Dialect):
+    return (point_conflict(_insert(dialect)(_points)), POINT_FIELDS), POINT_FIELDS
 
 
 def _insert_events(dialect: Dialect):

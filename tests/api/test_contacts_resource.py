@@ -152,6 +152,31 @@ async def test_batch_upsert_for_writers_only(api: Api, role: str) -> None:
     assert (await get(api, "bravo-cars", role, "/api/v1/contacts/N10"))[0] == 404
 
 
+async def test_a_large_batch_stores_what_a_small_one_does(api: Api) -> None:
+    # 300 contacts: PostgreSQL writes them with COPY and one merge (engine/imports/staging.py).
+    body = {"contacts": [
+        {"external_id": f"N{i}", "first_name": f"Ann{i}", "email": f"ann{i}@Example.com",
+         **({"marketing_opt_in": False} if i % 3 == 0 else {})}
+        for i in range(300)
+    ] + [{"external_id": "C2", "region": "West"}]}
+    status, result, _h = await post(api, "acme-motors", "admin", "/api/v1/contacts/batch", body)
+    assert status == 200, result
+    assert (result["created"], result["updated"]) == (300, 1)
+    shown = (await get(api, "acme-motors", "admin", "/api/v1/contacts/N3"))[1]
+    assert (shown["first_name"], shown["marketing_opt_in"]) == ("Ann3", False)
+    assert [(a["kind"], a["address"]) for a in shown["addresses"]] == [("email", "ann3@example.com")]
+    assert (await get(api, "acme-motors", "admin", "/api/v1/contacts/C2"))[1]["first_name"] == "Liam"
+
+    # Again with new addresses and no names: every row an update, names kept.
+    again = {"contacts": [{"external_id": f"N{i}", "email": f"new{i}@example.com"} for i in range(300)]}
+    status, result, _h = await post(api, "acme-motors", "admin", "/api/v1/contacts/batch", again)
+    assert status == 200, result
+    assert (result["created"], result["updated"]) == (0, 300)
+    shown = (await get(api, "acme-motors", "admin", "/api/v1/contacts/N299"))[1]
+    assert shown["first_name"] == "Ann299"
+    assert [(a["kind"], a["address"]) for a in shown["addresses"]] == [("email", "new299@example.com")]
+
+
 async def test_batch_is_all_or_nothing_with_located_errors(api: Api) -> None:
     body = {"contacts": [
         {"external_id": "N20", "first_name": "Ok"},
