@@ -438,8 +438,8 @@ class CampaignRun:
     async def _record(self, results: list[tuple[Job, Result]]) -> None:
         if len(results) == 1:  # the usual case: no task and no gather per message
             await self.results.record(*results[0])
-            return
-        await asyncio.gather(*(self.results.record(job, result) for job, result in results))
+        else:
+            await asyncio.gather(*(self.results.record(job, result) for job, result in results))
         for job, result in results:
             self.batch_log.settled(job.delivery_id, result.state)
 
