@@ -18,12 +18,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.desk.browsing import check_page, chromium
+from tests.desk.browsing import check_page, chromium, sign_in
 from tests.desk.conftest import PASSWORD, Desk
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
 
 
+SPRING_OFFER = {
+    "campaign": "spring-offer", "kind": "bulk", "channel": "email", "class": "marketing", "template": "spring_offer",
+    "subject": "Your spring service offer", "sender": {"email": "service@acme.example", "name": "Acme Service"},
+}
 browser = chromium  # the shared harness (tests/desk/browsing.py): one Chromium for the module
 
 
@@ -75,6 +79,27 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
     notice, newest = await asyncio.to_thread(opt_out)
     assert notice == "Recorded: opt out."
     assert "opt out" in newest and "phone_call" in newest and "no more offers, please" in newest and "sales" in newest
+
+    # The next check suppresses her: a marketer opens the dry run of a marketing email.
+    async with desk.api.session.post(desk.api.url("/api/v1/campaigns"), headers=desk.api.auth("acme-motors", "marketer"),
+                                     json=SPRING_OFFER) as response:
+        assert response.status == 201, await response.text()
+
+    def check_as_a_marketer() -> dict[tuple[str, str], int]:
+        sign_in(browser, desk.url(""), "acme-motors", "marketer")
+        browser.get(desk.url("/desk/campaigns/spring-offer/check"))
+        wait_for("table.counts")
+        check_page(browser, "contact-opted-out-check")
+        counts = {}
+        for row in browser.find_elements(By.CSS_SELECTOR, "table.counts tbody tr"):
+            decision, reason, count, _share = (cell.text for cell in row.find_elements(By.TAG_NAME, "td"))
+            counts[(decision, "" if reason == "—" else reason)] = int(count.replace(",", ""))
+        sign_in(browser, desk.url(""), "acme-motors", "sales")
+        browser.get(desk.url("/desk/contacts/C1"))
+        wait_for("h1")
+        return counts
+
+    assert await asyncio.to_thread(check_as_a_marketer) == {("send", ""): 3, ("suppress", "opted_out"): 1}
 
     def reply() -> tuple[str, str]:
         browser.find_element(By.LINK_TEXT, "Reply to Ava Smith").click()
