@@ -5,16 +5,22 @@ one password, and browser-like clients that keep cookies."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.desk.users import create_user
+from engine.db.models import DeskUser
+from engine.db.tenants import TenantRecord
+from engine.desk.passwords import hash_password
 from tests.api.conftest import CLOCK, ROLES, Api, api, api_sink  # noqa: F401 - fixtures used here
 
 PASSWORD = "correct horse battery staple"
+# scrypt is slow on purpose (tens of ms): one digest for every test user, computed once.
+_PASSWORD_HASH = hash_password(PASSWORD)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -51,12 +57,20 @@ class Desk:
         return found.group(1)
 
 
+async def add_users(conn: AsyncConnection, tenants: Mapping[str, TenantRecord]) -> None:
+    """A desk user per tenant and role, named after the role, all with PASSWORD (the rows
+    `consentry users add` writes; tests/desk/test_sign_in.py runs that command itself)."""
+    await conn.execute(insert(DeskUser.__table__), [
+        {"tenant_id": record.id, "username": role, "password_hash": _PASSWORD_HASH, "role": role,
+         "created_at_us": CLOCK()}
+        for record in tenants.values() for role in ROLES
+    ])
+
+
 @pytest.fixture
 async def desk(api: Api) -> AsyncIterator[Desk]:  # noqa: F811 - the imported fixture
     async with api.engine.begin() as conn:
-        for tenant in api.tenants:
-            for role in ROLES:
-                await create_user(conn, tenant, role, PASSWORD, role, CLOCK)
+        await add_users(conn, api.tenants)
     service = Desk(api)
     try:
         yield service

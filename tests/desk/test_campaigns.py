@@ -26,13 +26,12 @@ from engine.capture import SmtpCaptureServer
 from engine.config import Settings
 from engine.db.models import Campaign, Contact, Delivery
 from engine.db.session import make_engine
-from engine.desk.users import create_user
 from engine.inbound.feedback import DeliveryRef, record_bounce
 from engine.inbound.reports import DsnRecipient
 from engine.timeutil import iso_z
 from metrics import Instruments
 from tests.api.conftest import AUTH_TOKEN, CLOCK, PUBLIC_URL, ROLES, SECRET, Api, _seed
-from tests.desk.conftest import PASSWORD, Desk
+from tests.desk.conftest import Desk, add_users
 
 FORM = {
     "campaign": "spring-offer", "channel": "email", "kind": "bulk", "class": "marketing", "party": "first",
@@ -74,7 +73,7 @@ async def desk(db_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
                     for role in ROLES:
                         _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
                         api.keys[(tenant, role)] = key
-                        await create_user(conn, tenant, role, PASSWORD, role, CLOCK)
+                await add_users(conn, tenants)
             service = Desk(api)
             yield service
     finally:
