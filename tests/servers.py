@@ -251,6 +251,20 @@ def _run_async(make_coro: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
 # --- PostgreSQL -------------------------------------------------------------------------
 
+def start_on_a_free_port(server: Any, start: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Run `start` with `server.port` set to the requested port or, when none was asked for,
+    a free one; a start that fails (another process took the free port meanwhile) is
+    stopped and retried on another, up to START_ATTEMPTS times."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server.port = server.requested_port or free_port()
+        try:
+            start()
+            return
+        except ServerStartError:
+            stop()
+            if server.requested_port or attempt == START_ATTEMPTS:
+                raise
+
 
 class PostgresServer:
     """A throwaway PostgreSQL cluster: ``start()``, hand out URLs, ``stop()``.
@@ -306,15 +320,7 @@ class PostgresServer:
         try:
             self._prepare_cluster_dir()
             self._initdb()
-            for attempt in range(1, START_ATTEMPTS + 1):
-                self.port = self.requested_port or free_port()
-                try:
-                    self._start_postmaster()
-                    break
-                except ServerStartError:
-                    self._stop_postmaster()
-                    if self.requested_port or attempt == START_ATTEMPTS:
-                        raise
+            start_on_a_free_port(self, self._start_postmaster, self._stop_postmaster)
             self.create_database(DEFAULT_DATABASE)
         except BaseException:
             self.stop()
@@ -482,16 +488,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self.port = self.requested_port or free_port()
-            try:
-                self._start()
-                return self
-            except ServerStartError:
-                self.stop()
-                if self.requested_port or attempt == START_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        start_on_a_free_port(self, self._start, self.stop)
+        return self
 
     def _start(self) -> None:
         args = [
@@ -652,15 +650,7 @@ class PostfixServer:
             os.chown(self.root / "data", entry.pw_uid, entry.pw_gid)
             self._make_certificates()
             self._make_sasldb(entry.pw_gid)
-            for attempt in range(1, START_ATTEMPTS + 1):
-                self.port = self.requested_port or free_port()
-                try:
-                    self._start_master()
-                    break
-                except ServerStartError:
-                    self._stop_master()
-                    if self.requested_port or attempt == START_ATTEMPTS:
-                        raise
+            start_on_a_free_port(self, self._start_master, self._stop_master)
         except BaseException:
             self.stop()
             raise
@@ -885,16 +875,8 @@ class PrometheusServer:
     def start(self) -> PrometheusServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "prometheus.yml").write_text(self._config())
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self.port = self.requested_port or free_port()
-            try:
-                self._start()
-                return self
-            except ServerStartError:
-                self.stop()
-                if self.requested_port or attempt == START_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        start_on_a_free_port(self, self._start, self.stop)
+        return self
 
     def _start(self) -> None:
         args = [

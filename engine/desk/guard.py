@@ -25,7 +25,7 @@ from engine.api.services import Services, services
 from engine.desk.pages import page
 from engine.desk.sessions import COOKIE, Session, csrf_matches, load_session
 
-__all__ = ["DeskView", "desk_view", "redirect"]
+__all__ = ["DeskView", "desk_view", "redirect", "same_origin"]
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -57,7 +57,7 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
-def _same_origin(request: web.Request, public_url: str) -> bool:
+def same_origin(request: web.Request, public_url: str) -> bool:
     """No Origin header (an older browser, a script) leaves the CSRF token to decide; one
     that names another site, or "null", is refused outright. This site is the request's
     Host or the configured public URL (behind a proxy that rewrites Host)."""
@@ -82,7 +82,7 @@ def desk_view(permission: Permission | None = None) -> Callable[[DeskHandler], C
             if request.method in _CHANGES:
                 form = await request.post()
                 token = form.get("csrf_token")
-                if not _same_origin(request, shared.settings.public_url) or not csrf_matches(session, token if isinstance(token, str) else None):
+                if not same_origin(request, shared.settings.public_url) or not csrf_matches(session, token if isinstance(token, str) else None):
                     return view.page("forbidden.html", {
                         "reason": "This form has expired or did not come from this site. Go back, reload the page "
                                   "and try again.",

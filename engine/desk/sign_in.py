@@ -19,7 +19,7 @@ from aiohttp import web
 
 from engine.api.auth import Permission
 from engine.api.services import services
-from engine.desk.guard import DeskView, desk_view, redirect
+from engine.desk.guard import DeskView, desk_view, redirect, same_origin
 from engine.desk.pages import page
 from engine.desk.sessions import (
     COOKIE,
@@ -61,8 +61,7 @@ async def sign_in(request: web.Request) -> web.Response:
     form = await request.post()
     fields = {name: str(form.get(name, "")) for name in ("tenant", "username", "password", "api_key", "next")}
     target = _safe_next(fields["next"])
-    origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc not in {request.host, urlsplit(shared.settings.public_url).netloc}:
+    if not same_origin(request, shared.settings.public_url):
         return page("forbidden.html", {"reason": "This sign-in form did not come from this site."}, status=403)
     account = fields["api_key"][:12] if fields["api_key"] else f"{fields['tenant']}/{fields['username']}"
     address = request.remote or "unknown"

@@ -8,6 +8,7 @@ are signed with twilio's RequestValidator, as Twilio signs them.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from campaigns.tenant_file import parse_tenant_text
 from engine.api import build_app, create_api_key
+from engine.capture import SmtpCaptureServer
 from engine.clock import system_clock
 from engine.config import Settings
 from engine.db.migrate import upgrade
@@ -210,4 +212,40 @@ async def api(db_url: str, tmp_path: Path, api_sink: ThreadedCapture) -> AsyncIt
             exporter.close()
         if runner is not None:
             await runner.cleanup()
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def service_with_relay(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """The `api` fixture's service sending to a capture SMTP relay of its own (`api.smtp`),
+    with quick retries, so a recipient refused with a 4xx is left pending in well under a
+    second (campaign lifecycle tests, the desk's campaign pages)."""
+    engine = make_engine(db_url)
+    smtp = await SmtpCaptureServer(port=0, store_dir=tmp_path / "capture").start()
+    runner = None
+    try:
+        tenants = await _seed(engine, tmp_path)
+        settings = Settings(
+            database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN,
+            smtp_url=f"smtp://127.0.0.1:{smtp.port}", retry_attempts=2, retry_base_s=0.01, claim_ttl_s=3,
+            webhook_dispatch=False,
+        )
+        runner = web.AppRunner(build_app(settings, engine=engine, instruments=Instruments.fresh(), clock=CLOCK))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            service = Api(f"http://{host}:{port}", session, engine, settings, Instruments.fresh(), tenants)
+            service.smtp = smtp  # type: ignore[attr-defined]
+            async with engine.begin() as conn:
+                for tenant in tenants:
+                    for role in ROLES:
+                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
+                        service.keys[(tenant, role)] = key
+            yield service
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await smtp.stop()
         await engine.dispose()

@@ -16,18 +16,16 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from engine.api import build_app, create_api_key
-from engine.capture import SmtpCaptureServer
 from engine.config import Settings
-from engine.db.session import make_engine
 from engine.errors import InputError
 from engine.send.report import EXPORT_COLUMNS
-from metrics import Instruments
-from tests.api.conftest import AUTH_TOKEN, CLOCK, PUBLIC_URL, ROLES, SECRET, Api, _seed
+from tests.api.conftest import (
+    ROLES,
+    Api,
+    service_with_relay,
+)
 
 CAMPAIGN = {
     "campaign": "spring-offer",
@@ -46,35 +44,8 @@ WRITERS = ("admin", "manager", "marketer")
 @pytest.fixture
 async def capi(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     """The `api` fixture's service, with a relay to send to and quick retries."""
-    engine = make_engine(db_url)
-    smtp = await SmtpCaptureServer(port=0, store_dir=tmp_path / "capture").start()
-    runner = None
-    try:
-        tenants = await _seed(engine, tmp_path)
-        settings = Settings(
-            database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN,
-            smtp_url=f"smtp://127.0.0.1:{smtp.port}", retry_attempts=2, retry_base_s=0.01, claim_ttl_s=3,
-            webhook_dispatch=False,
-        )
-        runner = web.AppRunner(build_app(settings, engine=engine, instruments=Instruments.fresh(), clock=CLOCK))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            service = Api(f"http://{host}:{port}", session, engine, settings, Instruments.fresh(), tenants)
-            service.smtp = smtp  # type: ignore[attr-defined]
-            async with engine.begin() as conn:
-                for tenant in tenants:
-                    for role in ROLES:
-                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
-                        service.keys[(tenant, role)] = key
-            yield service
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await smtp.stop()
-        await engine.dispose()
+    async with service_with_relay(db_url, tmp_path) as service:
+        yield service
 
 
 async def _post(api: Api, path: str, tenant: str, role: str, body: dict | None = None) -> tuple[int, dict]:

@@ -18,19 +18,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import func, select
 
-from engine.api import build_app, create_api_key
-from engine.capture import SmtpCaptureServer
-from engine.config import Settings
 from engine.db.models import Campaign, Contact, Delivery
-from engine.db.session import make_engine
 from engine.inbound.feedback import DeliveryRef, record_bounce
 from engine.inbound.reports import DsnRecipient
 from engine.timeutil import iso_z
-from metrics import Instruments
-from tests.api.conftest import AUTH_TOKEN, CLOCK, PUBLIC_URL, ROLES, SECRET, Api, _seed
+from tests.api.conftest import CLOCK, ROLES, service_with_relay
 from tests.desk.conftest import Desk, add_users
 
 FORM = {
@@ -49,41 +43,15 @@ _ROW = re.compile(r'<td class="state-(\w+)">\w+</td>\s*<td>(?:<a [^>]*>)?([\w—
 @pytest.fixture
 async def desk(db_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
     """tests/desk/conftest.py's service, sending to its own relay with quick retries."""
-    engine = make_engine(db_url)
-    smtp = await SmtpCaptureServer(port=0, store_dir=tmp_path / "capture").start()
-    runner = None
-    service = None
-    try:
-        tenants = await _seed(engine, tmp_path)
-        settings = Settings(
-            database_url=db_url, public_url=PUBLIC_URL, secret=SECRET, twilio_auth_token=AUTH_TOKEN,
-            smtp_url=f"smtp://127.0.0.1:{smtp.port}", retry_attempts=2, retry_base_s=0.01, claim_ttl_s=3,
-            webhook_dispatch=False,
-        )
-        runner = web.AppRunner(build_app(settings, engine=engine, instruments=Instruments.fresh(), clock=CLOCK))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            api = Api(f"http://{host}:{port}", session, engine, settings, Instruments.fresh(), tenants)
-            api.smtp = smtp  # type: ignore[attr-defined]
-            async with engine.begin() as conn:
-                for tenant in tenants:
-                    for role in ROLES:
-                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
-                        api.keys[(tenant, role)] = key
-                await add_users(conn, tenants)
-            service = Desk(api)
+    async with service_with_relay(db_url, tmp_path) as api:
+        async with api.engine.begin() as conn:
+            await add_users(conn, api.tenants)
+        service = Desk(api)
+        try:
             yield service
-    finally:
-        if service is not None:
+        finally:
             for client in service.clients:
                 await client.close()
-        if runner is not None:
-            await runner.cleanup()
-        await smtp.stop()
-        await engine.dispose()
 
 
 async def _api(desk: Desk, method: str, path: str, role: str = "marketer", tenant: str = "acme-motors",
