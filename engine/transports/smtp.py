@@ -56,10 +56,8 @@ from engine.transports.errors import (
     TransportTimeoutError,
 )
 from engine.transports.guarded import guard_writes
+from engine.transports.smtp_pipelining import PLAIN_ADDRESS, PipelinedSession
 
-# An ASCII addr-spec with a dot-atom local part: what `parseaddr` returns unchanged, so
-# `<address>` is exactly what aiosmtplib's quoting would send.
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # TLS failures that say the connection broke, not that the two ends cannot agree.
 _BROKEN_TLS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
@@ -160,7 +158,11 @@ class SmtpPool(EmailTransport):
             session = await self._checkout()
             self._guard = guard
             try:
-                reply = await self._transaction(session.client, sender, recipients, data, options, guard)
+                options = self._options(session.client, data, options)
+                if session.pipelined is not None:
+                    reply = await session.pipelined.transaction(sender, recipients, data, options, guard, self.timeout)
+                else:
+                    reply = await self._transaction(session.client, sender, recipients, data, options, guard)
             except DispatchCancelled:
                 self._checkin(session)
                 raise
@@ -177,27 +179,26 @@ class SmtpPool(EmailTransport):
             self._checkin(session)
             return reply
 
-    async def _transaction(
-        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], data: bytes, options: list[str],
-        guard: Callable[[], bool] | None,
-    ) -> str:
-        """MAIL, RCPT for each recipient, the guard, DATA. Some refused recipients are fine;
-        all refused raises SMTPRecipientsRefused, as aiosmtplib's sendmail does."""
-        utf8 = "SMTPUTF8" in options
-        encoding = "utf-8" if utf8 else "ascii"
-        if client.is_ehlo_or_helo_needed:
-            try:
-                await client.ehlo(timeout=self.timeout)
-            except aiosmtplib.SMTPHeloError:
-                if not client.is_connected:
-                    raise
-                await client.helo(timeout=self.timeout)
-        if utf8 and not client.supports_extension("smtputf8"):
+    def _options(self, client: aiosmtplib.SMTP, data: bytes, options: list[str]) -> list[str]:
+        """MAIL's parameters: SIZE when the relay takes it; SMTPUTF8 only when it offers it."""
+        if "SMTPUTF8" in options and not client.supports_extension("smtputf8"):
             raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
         if client.supports_extension("size"):
             # RFC 1870: octets as transmitted, every line ending a CRLF.
             size = len(data) + data.count(b"\n") - data.count(b"\r\n")
-            options = [f"size={size}", *options]
+            return [f"size={size}", *options]
+        return options
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], data: bytes, options: list[str],
+        guard: Callable[[], bool] | None,
+    ) -> str:
+        """MAIL, RCPT for each recipient, the guard, DATA, one round trip each (a relay
+        without PIPELINING). Some refused recipients are fine; all refused raises
+        SMTPRecipientsRefused, as aiosmtplib's sendmail does."""
+        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        if client.is_ehlo_or_helo_needed:
+            await self._greet(client, self.timeout)
         await self._mail(client, sender, options, encoding)
         refused: list[aiosmtplib.SMTPRecipientRefused] = []
         try:
@@ -218,12 +219,12 @@ class SmtpPool(EmailTransport):
 
     # MAIL and RCPT for the plain addresses a campaign sends to and from (normalised at
     # import, built by us for the return path) go straight to `execute_command`: aiosmtplib's
-    # `mail` / `rcpt` parse every address again with `email.utils.parseaddr`, a tenth of a
-    # message's client CPU, only to put it between angle brackets. Same command bytes, same
-    # errors; anything else (a quoted local part, non-ASCII) takes aiosmtplib's own path.
+    # `mail` / `rcpt` parse every address again with `email.utils.parseaddr`, only to put it
+    # between angle brackets. Same command bytes, same errors; anything else (a quoted local
+    # part, non-ASCII) takes aiosmtplib's own path.
 
     async def _mail(self, client: aiosmtplib.SMTP, sender: str, options: list[str], encoding: str) -> None:
-        if not _PLAIN_ADDRESS.fullmatch(sender):
+        if not PLAIN_ADDRESS.fullmatch(sender):
             await client.mail(sender, options=options, encoding=encoding, timeout=self.timeout)
             return
         response = await client.execute_command(
@@ -234,7 +235,7 @@ class SmtpPool(EmailTransport):
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
 
     async def _rcpt(self, client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
-        if not _PLAIN_ADDRESS.fullmatch(recipient):
+        if not PLAIN_ADDRESS.fullmatch(recipient):
             await client.rcpt(recipient, encoding=encoding, timeout=self.timeout)
             return
         response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">", timeout=self.timeout)
@@ -253,7 +254,7 @@ class SmtpPool(EmailTransport):
     async def _checkout(self) -> _Session:
         while self._idle:
             session = self._idle.pop()  # most recently used: least likely to have timed out
-            if session.client.is_connected:
+            if session.is_connected:
                 return session
             session.discard()
         relay = self.relay
@@ -271,6 +272,8 @@ class SmtpPool(EmailTransport):
         try:
             await client.connect()
             await self._secure_and_log_in(client)
+            if client.is_ehlo_or_helo_needed:
+                await self._greet(client, self.connect_timeout)
         except BaseException as exc:
             client.close()
             error = exc if isinstance(exc, TransportError) else classify(exc, connecting=True)
@@ -278,8 +281,23 @@ class SmtpPool(EmailTransport):
                 raise
             raise self._explained(error) from exc
         self.connections_opened += 1
-        guard_writes(client.protocol, lambda: self._guard)
-        return _Session(client)
+        session = _Session(client)
+        if client.supports_extension("pipelining") and client.protocol is not None and client.protocol.transport is not None:
+            # Two round trips a message instead of four (engine/transports/smtp_pipelining.py).
+            session.pipelined = PipelinedSession(client.protocol.transport)
+        else:
+            guard_writes(client.protocol, lambda: self._guard)
+        return session
+
+    @staticmethod
+    async def _greet(client: aiosmtplib.SMTP, timeout: float) -> None:
+        """EHLO, or HELO for a relay that refuses it (and is still there)."""
+        try:
+            await client.ehlo(timeout=timeout)
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo(timeout=timeout)
 
     async def _secure_and_log_in(self, client: aiosmtplib.SMTP) -> None:
         relay, timeout = self.relay, self.connect_timeout
@@ -314,7 +332,7 @@ class SmtpPool(EmailTransport):
 
     def _checkin(self, session: _Session) -> None:
         limit = self.max_messages_per_connection
-        if self._closed or not session.client.is_connected or (limit and session.sent >= limit):
+        if self._closed or not session.is_connected or (limit and session.sent >= limit):
             task = asyncio.get_running_loop().create_task(session.quit(self.timeout))
             self._quitting.add(task)
             task.add_done_callback(self._quitting.discard)
@@ -323,16 +341,31 @@ class SmtpPool(EmailTransport):
 
 
 class _Session:
-    __slots__ = ("client", "sent")
+    __slots__ = ("client", "pipelined", "sent")
 
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
+        # Set when the relay offers PIPELINING: it then owns the socket, aiosmtplib only
+        # opened it.
+        self.pipelined: PipelinedSession | None = None
         self.sent = 0
 
+    @property
+    def is_connected(self) -> bool:
+        if self.pipelined is not None:
+            return self.pipelined.is_connected
+        return self.client.is_connected
+
     def discard(self) -> None:
+        if self.pipelined is not None:
+            self.pipelined.abort()
         self.client.close()
 
     async def quit(self, timeout: float) -> None:
+        if self.pipelined is not None:
+            await self.pipelined.quit(timeout)
+            self.client.close()
+            return
         try:
             if self.client.is_connected:
                 await self.client.quit(timeout=timeout)
