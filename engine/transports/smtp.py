@@ -38,6 +38,7 @@ import os
 import re
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 import aiosmtplib
 
@@ -284,7 +285,7 @@ class SmtpPool(EmailTransport):
         session = _Session(client)
         if client.supports_extension("pipelining") and client.protocol is not None and client.protocol.transport is not None:
             # Two round trips a message instead of four (engine/transports/smtp_pipelining.py).
-            session.pipelined = PipelinedSession(client.protocol.transport)
+            session.pipelined = PipelinedSession(cast(asyncio.Transport, client.protocol.transport))
         else:
             guard_writes(client.protocol, lambda: self._guard)
         return session

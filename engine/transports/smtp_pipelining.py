@@ -30,7 +30,11 @@ from collections.abc import Callable
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    normalize_message_line_endings,
+)
 
 from engine.transports.errors import DispatchCancelled
 
