@@ -18,6 +18,7 @@ whitespace decoders drop), so unfolding gives back exactly the value.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from datetime import datetime
@@ -132,7 +133,13 @@ def format_date(value: datetime | int) -> str:
         if value.tzinfo is None:
             raise ValueError("the Date header needs an aware datetime")
         return format_datetime(value)
-    t = time.gmtime(value // 1_000_000)
+    return _utc_date(value // 1_000_000)
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_date(seconds: int) -> str:
+    # A campaign stamps thousands of messages within the same second: format each second once.
+    t = time.gmtime(seconds)
     return (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"

@@ -49,7 +49,24 @@ def sign_return_path(secret: bytes, tenant_id: int, delivery_id: int) -> str:
     _put_varint(payload, tenant_id)
     _put_varint(payload, delivery_id)
     payload += _mac(secret, payload)
-    return base64.b32encode(bytes(payload)).decode("ascii").rstrip("=").lower()
+    return b32_lower(bytes(payload))
+
+
+_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
+
+
+def b32_lower(data: bytes) -> str:
+    """`base64.b32encode(data)` lower-cased, without its padding. Python 3.11's b32encode
+    is a Python loop, and every bulk email's envelope sender needs one: ten bits at a time
+    from one integer is a few times faster, and the same text."""
+    chars = -(-len(data) * 8 // 5)
+    odd = chars % 2
+    # Zero bits fill the last character, as in base32's final quantum; one more character's
+    # worth makes the count even, dropped below.
+    n = int.from_bytes(data, "big") << (chars * 5 - len(data) * 8 + 5 * odd)
+    pairs = (chars + odd) // 2
+    text = "".join([_PAIRS[(n >> (10 * i)) & 1023] for i in range(pairs - 1, -1, -1)])
+    return text[:-1] if odd else text
 
 
 def verify_return_path(secret: bytes | Sequence[bytes], token: str) -> ReturnPathClaims | None:

@@ -105,3 +105,11 @@ def test_any_claims_round_trip(tenant: int, campaign: int | None, contact: int,
 def test_urls() -> None:
     assert unsubscribe_url("https://x.example/", "T0K") == "https://x.example/u/T0K"
     assert preferences_url("https://x.example", "T0K") == "https://x.example/p/T0K"
+
+
+@given(st.binary(max_size=48))
+def test_the_return_path_base32_is_the_standard_one(data: bytes) -> None:
+    # Bounces carry these tokens back; whatever encodes them must be exactly RFC 4648 base32.
+    from engine.render.return_path import b32_lower
+
+    assert b32_lower(data) == base64.b32encode(data).decode("ascii").rstrip("=").lower()
