@@ -160,7 +160,8 @@ class EmailChannel:
         """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
         message_id = content.message_id(job)
         message = await content.signed(content.email_bytes(job, message_id))
-        await self.pool.send_raw(content.envelope_sender(job), [job.address], message, guard=guard)
+        # The skeleton writes every line with CRLF (engine/render/skeleton.py), DKIM's header too.
+        await self.pool.send_raw(content.envelope_sender(job), [job.address], message, guard=guard, crlf=True)
         return message_id, None
 
     async def reconcile(self, content: Content, job: Job) -> str | None:

@@ -15,8 +15,10 @@ class EmailTransport(ABC):
     """Hands pre-rendered RFC 5322 messages to a relay."""
 
     @abstractmethod
-    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None) -> str:
-        """Send `data` (headers and body, CRLF or LF line endings) to `recipients`.
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None,
+                       *, crlf: bool = False) -> str:
+        """Send `data` (headers and body, CRLF or LF line endings; `crlf`: known to be CRLF
+        throughout) to `recipients`.
 
         Returns the relay's acceptance text (its queue id, when it gives one).
         Raises TransientError or PermanentError.

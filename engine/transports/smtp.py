@@ -138,7 +138,8 @@ class SmtpPool(EmailTransport):
         self._guard: Callable[[], bool] | None = None
         self.connections_opened = 0
 
-    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None) -> str:
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes, guard: Callable[[], bool] | None = None,
+                       *, crlf: bool = False) -> str:
         """Send one message; returns the relay's acceptance text (e.g. `2.0.0 Ok: queued as X`).
 
         `guard`, when given, is asked after the relay accepted the envelope and right before
@@ -159,9 +160,9 @@ class SmtpPool(EmailTransport):
             session = await self._checkout()
             self._guard = guard
             try:
-                options = self._options(session.client, data, options)
+                options = self._options(session.client, data, options, crlf)
                 if session.pipelined is not None:
-                    reply = await session.pipelined.transaction(sender, recipients, data, options, guard, self.timeout)
+                    reply = await session.pipelined.transaction(sender, recipients, data, options, guard, self.timeout, crlf)
                 else:
                     reply = await self._transaction(session.client, sender, recipients, data, options, guard)
             except DispatchCancelled:
@@ -180,13 +181,13 @@ class SmtpPool(EmailTransport):
             self._checkin(session)
             return reply
 
-    def _options(self, client: aiosmtplib.SMTP, data: bytes, options: list[str]) -> list[str]:
+    def _options(self, client: aiosmtplib.SMTP, data: bytes, options: list[str], crlf: bool) -> list[str]:
         """MAIL's parameters: SIZE when the relay takes it; SMTPUTF8 only when it offers it."""
         if "SMTPUTF8" in options and not client.supports_extension("smtputf8"):
             raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
         if client.supports_extension("size"):
             # RFC 1870: octets as transmitted, every line ending a CRLF.
-            size = len(data) + data.count(b"\n") - data.count(b"\r\n")
+            size = len(data) if crlf else len(data) + data.count(b"\n") - data.count(b"\r\n")
             return [f"size={size}", *options]
         return options
 

@@ -146,7 +146,7 @@ class PipelinedSession(asyncio.Protocol):
             self._fail(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"))
 
     async def transaction(self, sender: str, recipients: list[str], data: bytes, options: list[str],
-                          guard: Guard | None, timeout: float) -> str:
+                          guard: Guard | None, timeout: float, crlf: bool = False) -> str:
         """MAIL, every RCPT and DATA in one write; the message after 354. Returns the relay's
         acceptance text. Raises what aiosmtplib's sendmail would, for the same replies."""
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
@@ -175,7 +175,7 @@ class PipelinedSession(asyncio.Protocol):
         if data_reply.code != aiosmtplib.SMTPStatus.start_input:
             await self._reset(timeout)
             raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
-        self._write(wire_body(data), guard)
+        self._write(wire_body(data, crlf), guard)
         (reply,) = await self._read(1, timeout)
         if reply.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
@@ -217,13 +217,14 @@ def _command(*parts: bytes) -> bytes:
     return command + b"\r\n"
 
 
-def wire_body(data: bytes) -> bytes:
+def wire_body(data: bytes, crlf: bool = False) -> bytes:
     """The message as DATA carries it: CRLF line endings, leading dots doubled, the final
     dot. What aiosmtplib does to every message, done only when the message needs it: ours
-    come rendered with CRLF, and most have no line starting with a dot."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf or not data.endswith(b"\r\n"):
-        data = normalize_message_line_endings(data)
+    come rendered with CRLF (`crlf`), and most have no line starting with a dot."""
+    if not crlf:
+        ends = data.count(b"\r\n")
+        if data.count(b"\n") != ends or data.count(b"\r") != ends or not data.endswith(b"\r\n"):
+            data = normalize_message_line_endings(data)
     if data.startswith(b".") or b"\n." in data:
         data = PERIOD_REGEX.sub(b"..", data)
     return data + b".\r\n"

@@ -179,10 +179,15 @@ async def test_a_guard_that_says_no_after_354_leaves_nothing_delivered(relay: Sc
 
 async def test_lines_starting_with_a_dot_and_bare_line_feeds_reach_the_relay_as_smtp_requires(relay: ScriptedRelay) -> None:
     message = b"From: a@acme.example\r\nTo: jane@example.com\r\nSubject: dots\r\n\r\n.hidden\nline two\r\n..two dots"
+    rendered = b"From: a@acme.example\r\nTo: jane@example.com\r\nSubject: dots\r\n\r\n.hidden\r\n.\r\n"
     pool = _pool(relay)
     try:
         await pool.send_raw(SENDER, ["jane@example.com"], message)
+        # Known CRLF (the skeleton's output): not rewritten, but its dots are still doubled.
+        await pool.send_raw(SENDER, ["jane@example.com"], rendered, crlf=True)
     finally:
         await pool.close()
-    assert relay.messages == [b"From: a@acme.example\r\nTo: jane@example.com\r\nSubject: dots\r\n\r\n"
-                              b"..hidden\r\nline two\r\n...two dots\r\n"]
+    assert relay.messages == [
+        b"From: a@acme.example\r\nTo: jane@example.com\r\nSubject: dots\r\n\r\n..hidden\r\nline two\r\n...two dots\r\n",
+        b"From: a@acme.example\r\nTo: jane@example.com\r\nSubject: dots\r\n\r\n..hidden\r\n..\r\n",
+    ]
