@@ -19,6 +19,9 @@ import secrets
 QUOTED_PRINTABLE = b"quoted-printable"
 BASE64 = b"base64"
 _HIGH_BYTES = bytes(range(0x80, 0x100))
+# Lines remembered per part: the template's own lines come first (from the first
+# recipients), the ones each recipient makes unique then stop being added.
+MEMO_LINES = 2048
 
 
 def make_boundary() -> str:
@@ -26,8 +29,14 @@ def make_boundary() -> str:
     return "=_consentry_" + secrets.token_hex(12)
 
 
-def encode_body(text: str) -> tuple[bytes, bytes]:
-    """`(content-transfer-encoding, encoded body ending in CRLF)` for a text part."""
+def encode_body(text: str, memo: dict[bytes, bytes] | None = None) -> tuple[bytes, bytes]:
+    """`(content-transfer-encoding, encoded body ending in CRLF)` for a text part.
+
+    `memo` (one per campaign part) remembers the quoted-printable of each line: a campaign's
+    recipients share most lines of its parts (only those with a name or a link differ), and
+    encoding was the largest cost of a render. Quoted-printable is line by line (soft breaks
+    never cross a line end), so the lines encoded apart join into the same bytes.
+    """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
@@ -39,5 +48,15 @@ def encode_body(text: str) -> tuple[bytes, bytes]:
         # Quoted-printable spends 3 bytes per high byte, base64 4 per 3 of any byte.
         if 2 * high > len(data) // 3:
             return BASE64, base64.encodebytes(data).replace(b"\n", b"\r\n")
-    # CRLF already in `data` makes b2a_qp use CRLF for its soft line breaks too.
-    return QUOTED_PRINTABLE, binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    if memo is None:
+        # CRLF already in `data` makes b2a_qp use CRLF for its soft line breaks too.
+        return QUOTED_PRINTABLE, binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    encoded = []
+    for line in data.split(b"\r\n")[:-1]:  # `data` ends with CRLF: the last piece is empty
+        known = memo.get(line)
+        if known is None:
+            known = binascii.b2a_qp(line + b"\r\n", quotetabs=False, istext=True, header=False)
+            if len(memo) < MEMO_LINES:
+                memo[line] = known
+        encoded.append(known)
+    return QUOTED_PRINTABLE, b"".join(encoded)

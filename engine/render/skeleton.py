@@ -111,6 +111,9 @@ class EmailSkeleton:
             else:
                 self._unsubscribe_prefix = b"List-Unsubscribe: <"
 
+        # Quoted-printable per line, remembered (engine/render/mime.py encode_body).
+        self._text_lines: dict[bytes, bytes] = {}
+        self._html_lines: dict[bytes, bytes] = {}
         boundary = make_boundary()
         self._boundary = boundary
         if html is None:
@@ -219,11 +222,11 @@ class EmailSkeleton:
                 parts.append(self._unsubscribe_prefix)
             parts += [url.encode("ascii"),
                       b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
-        text_encoding, text_body = encode_body(content.text)
+        text_encoding, text_body = encode_body(content.text, self._text_lines)
         parts += [self._mime_head, b"Content-Transfer-Encoding: ", text_encoding,
                   b"\r\n\r\n", text_body]
         if content.html is not None:
-            html_encoding, html_body = encode_body(content.html)
+            html_encoding, html_body = encode_body(content.html, self._html_lines)
             parts += [self._part_break, b"Content-Transfer-Encoding: ", html_encoding,
                       b"\r\n\r\n", html_body, self._end]
         message = b"".join(parts)

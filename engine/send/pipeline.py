@@ -72,7 +72,7 @@ from metrics import Instruments, default_instruments
 log = logging.getLogger(__name__)
 
 _contacts = Contact.__table__
-CLAIM_CHUNK = 64
+CLAIM_CHUNK = 256
 DEFAULT_CLAIM_TTL_S = 30.0
 
 
