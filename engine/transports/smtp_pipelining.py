@@ -66,6 +66,11 @@ class PipelinedSession(asyncio.Protocol):
         self._wanted = 0
         self._waiter: asyncio.Future[None] | None = None
         self._lost: BaseException | None = None
+        # One timer for the session, moved lazily: each read only sets its deadline, and the
+        # timer, when it fires early, re-arms itself for the latest one (a timer made and
+        # cancelled per read was a few per cent of a message's CPU).
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         transport.set_protocol(self)
 
     @property
@@ -109,6 +114,9 @@ class PipelinedSession(asyncio.Protocol):
     def _fail(self, error: BaseException) -> None:
         if self._lost is None:
             self._lost = error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
             self._waiter.exception()  # retrieved: nobody may be waiting any more
@@ -131,19 +139,27 @@ class PipelinedSession(asyncio.Protocol):
                 raise self._lost
             self._wanted = count
             self._waiter = self._loop.create_future()
-            timer = self._loop.call_later(timeout, self._timed_out, self._waiter)
+            self._deadline = self._loop.time() + timeout
+            if self._timer is None or self._timer.when() > self._deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(self._deadline, self._check_deadline)
             try:
                 await self._waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         replies, self._replies = self._replies[:count], self._replies[count:]
         return replies
 
-    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            # The session cannot be trusted after a missed reply: replies would pair wrongly.
-            self._fail(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"))
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._waiter is None or self._waiter.done():
+            return  # nothing waits: the next read arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            return
+        # The session cannot be trusted after a missed reply: replies would pair wrongly.
+        self._fail(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"))
 
     async def transaction(self, sender: str, recipients: list[str], data: bytes, options: list[str],
                           guard: Guard | None, timeout: float, crlf: bool = False) -> str:
@@ -195,12 +211,14 @@ class PipelinedSession(asyncio.Protocol):
         except (aiosmtplib.SMTPException, OSError):
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._transport.close()
 
     def abort(self) -> None:
         """Drop the connection and what is buffered for it (mid-message: nothing delivered)."""
-        self._lost = self._lost or aiosmtplib.SMTPServerDisconnected("Connection aborted")
-        self._transport.abort()
+        self._fail(aiosmtplib.SMTPServerDisconnected("Connection aborted"))
 
 
 def angled(address: str, encoding: str) -> bytes:
