@@ -13,8 +13,9 @@ container pause, a starved host) wakes up believing what it believed before. So:
 - the runner renews its claims every `ttl / 6`, and dispatches only while its own view of
   them has at least `ttl / 3` left (`may_dispatch`). A runner that was frozen past that, or
   whose renewals fail (database gone), stops before its next transport call; the SMTP
-  transport checks again after RCPT, just before DATA, so a pause in the middle of a mail
-  transaction aborts it instead of completing it;
+  transport checks again just before the message itself goes (before DATA, or after 354
+  when pipelining), so a pause in the middle of a mail transaction aborts it instead of
+  completing it;
 - results are written back only where the row still carries our token, so a late writer
   never overwrites the runner that took over;
 - a paused or cancelled campaign (`campaigns.status`, set over the API) is seen by every

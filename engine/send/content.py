@@ -157,7 +157,7 @@ class EmailChannel:
         self.pool = pool
 
     async def deliver(self, content: Content, job: Job, guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
-        """Send one email; `guard` is asked once more just before DATA (see engine/send/claims.py)."""
+        """Send one email; `guard` is asked once more just before the message goes (engine/send/claims.py)."""
         message_id = content.message_id(job)
         message = await content.signed(content.email_bytes(job, message_id))
         # The skeleton writes every line with CRLF (engine/render/skeleton.py), DKIM's header too.

@@ -143,8 +143,9 @@ class SmtpPool(EmailTransport):
         """Send one message; returns the relay's acceptance text (e.g. `2.0.0 Ok: queued as X`).
 
         `guard`, when given, is asked after the relay accepted the envelope and right before
-        DATA, the moment the message becomes the relay's: False aborts the transaction (RSET)
-        and raises DispatchCancelled, nothing delivered. A runner that was frozen mid-
+        the message goes, the moment it becomes the relay's: False aborts the transaction
+        (RSET; with PIPELINING, where DATA went with the envelope, the connection is dropped
+        before the final dot) and raises DispatchCancelled, nothing delivered. A runner that was frozen mid-
         transaction and lost its claim meanwhile stops here instead of sending a duplicate.
         """
         if self._closed:
