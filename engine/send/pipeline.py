@@ -72,7 +72,12 @@ from metrics import Instruments, default_instruments
 log = logging.getLogger(__name__)
 
 _contacts = Contact.__table__
+# Rows claimed per statement. Unpaced, 256: a quarter of the claim statements of 64, and a
+# runner is through 256 rows in a fraction of a second. Paced (`rate.per_second`), 64 as
+# ever: rows claimed wait for the pace, and rows one runner holds are rows the other runners
+# on the campaign (arq workers, a second send, a resume) cannot share.
 CLAIM_CHUNK = 256
+PACED_CLAIM_CHUNK = 64
 DEFAULT_CLAIM_TTL_S = 30.0
 
 
@@ -163,6 +168,7 @@ class CampaignRun:
         rate = self.definition.model.rate
         # The arq backend passes the sender's limit shared through Redis; inline, this process is the only sender.
         self.limiter = pacer or RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
+        self.claim_chunk = PACED_CLAIM_CHUNK if (rate and rate.per_second) or pacer is not None else CLAIM_CHUNK
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
@@ -238,10 +244,10 @@ class CampaignRun:
             decided_before, gate_started = dict(self.summary.decided), time.perf_counter()
             candidates = await self._gate_and_record(batch)
             tally = self.batch_log.open(batch, decided_before, self.summary.decided, time.perf_counter() - gate_started)
-            for start in range(0, len(candidates), CLAIM_CHUNK):
+            for start in range(0, len(candidates), self.claim_chunk):
                 if self._should_stop():
                     return
-                chunk = candidates[start : start + CLAIM_CHUNK]
+                chunk = candidates[start : start + self.claim_chunk]
                 rows = [(job.delivery_id, job.contact_id) for job in chunk]
                 claimed = await in_transaction(
                     self.engine, partial(self.claims.claim, rows=rows, bulk=self._bulk), lock=self._write_lock
