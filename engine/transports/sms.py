@@ -1,7 +1,9 @@
 """SMS transport: the official twilio client's async path, pointed at a base URL.
 
-`twilio.rest.Client` with an `AsyncTwilioHttpClient` (aiohttp underneath, created inside
-the running loop, on first use), and `client.api.base_url` set to the configured base URL:
+`twilio.rest.Client` with our `LeanTwilioHttpClient` (engine/transports/twilio_http.py: the
+library's documented `http_client` extension point, one keep-alive aiohttp session created
+inside the running loop on first use; the same requests as the stock `AsyncTwilioHttpClient`
+for less CPU), and `client.api.base_url` set to the configured base URL:
 the client builds every Messages URL from that attribute (`Domain.absolute_url`), so
 `https://api.twilio.com` in production and `http://127.0.0.1:8025` (the capture server)
 locally use the same code, unforked and unpatched.
@@ -30,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from engine.transports.base import SmsTransport
@@ -45,6 +46,7 @@ from engine.transports.errors import (
     TransportTimeoutError,
 )
 from engine.transports.guarded import GuardedConnector
+from engine.transports.twilio_http import NO_TIMEOUT, LeanTwilioHttpClient
 
 DEFAULT_TIMEOUT_S = 30.0
 # Twilio dates have whole seconds, and two clocks are involved: a message created up to
@@ -80,7 +82,7 @@ class TwilioSms(SmsTransport):
         self.concurrency = concurrency
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
-        self._http: AsyncTwilioHttpClient | None = None
+        self._http: LeanTwilioHttpClient | None = None
         self._client: Client | None = None
 
     @property
@@ -89,8 +91,8 @@ class TwilioSms(SmsTransport):
         if self._client is None:
             # aiohttp binds its session to the loop it is created in: never at import time.
             asyncio.get_running_loop()
-            self._http = AsyncTwilioHttpClient(pool_connections=False)
-            self._http.session = aiohttp.ClientSession(connector=GuardedConnector(_GUARD.get))
+            self._http = LeanTwilioHttpClient(
+                aiohttp.ClientSession(connector=GuardedConnector(_GUARD.get), timeout=NO_TIMEOUT))
             client = Client(
                 self.account_sid, self.auth_token, http_client=self._http,
                 # An explicit environment, so TWILIO_EDGE / TWILIO_REGION cannot rewrite the
