@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.message import MessageList
 
 from engine.transports.base import SmsTransport
 from engine.transports.errors import (
@@ -84,6 +85,7 @@ class TwilioSms(SmsTransport):
         self._slots = asyncio.Semaphore(concurrency)
         self._http: LeanTwilioHttpClient | None = None
         self._client: Client | None = None
+        self._messages: MessageList | None = None
 
     @property
     def client(self) -> Client:
@@ -103,6 +105,14 @@ class TwilioSms(SmsTransport):
             self._client = client
         return self._client
 
+    @property
+    def messages(self) -> MessageList:
+        """The account's Messages list of `client`, looked up once: `client.messages` walks
+        three properties per call (its URL is still built per request from `base_url`)."""
+        if self._messages is None:
+            self._messages = self.client.messages
+        return self._messages
+
     async def send(self, to: str, from_: str, body: str, status_callback: str | None = None,
                    guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
         """Create the Message; returns (its SID, the segments Twilio bills).
@@ -117,7 +127,7 @@ class TwilioSms(SmsTransport):
             request_guard = _GUARD.set(guard)
             try:
                 async with asyncio.timeout(self.timeout):
-                    message = await self.client.messages.create_async(
+                    message = await self.messages.create_async(
                         to=to, from_=from_, body=body,
                         **({"status_callback": status_callback} if status_callback else {}),
                     )
@@ -144,7 +154,7 @@ class TwilioSms(SmsTransport):
             request_guard = _GUARD.set(None)
             try:
                 async with asyncio.timeout(self.timeout):
-                    messages = await self.client.messages.list_async(
+                    messages = await self.messages.list_async(
                         to=to, from_=from_, limit=RECONCILE_LIMIT)
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise classify(exc) from exc
@@ -161,6 +171,7 @@ class TwilioSms(SmsTransport):
             await self._http.close()
             self._http = None
             self._client = None
+            self._messages = None
 
 
 def classify(exc: BaseException) -> TransportError:
