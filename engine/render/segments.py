@@ -22,6 +22,11 @@ GSM7_BASIC = frozenset(
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
 _GSM7 = GSM7_BASIC | GSM7_EXTENSION
+# The ASCII bytes of the basic table, and those of the extension table: an ASCII text is
+# measured by deleting them with `bytes.translate` (one pass in C) instead of building a
+# set of its characters. Most texts are ASCII; what is left decides as `measure_sms` does.
+_ASCII_BASIC = bytes(code for code in range(128) if chr(code) in GSM7_BASIC)
+_ASCII_EXTENSION = bytes(code for code in range(128) if chr(code) in GSM7_EXTENSION)
 
 GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
@@ -42,6 +47,13 @@ class SmsBody:
 
 def measure_sms(text: str) -> SmsBody:
     """The encoding and segment count of `text` (an empty text is still one message)."""
+    if text.isascii():
+        rest = text.encode("ascii").translate(None, _ASCII_BASIC)
+        if not rest:
+            return _body(text, "GSM-7", len(text), GSM7_SINGLE, GSM7_PART)
+        if not rest.translate(None, _ASCII_EXTENSION):  # each extension character: 2 septets
+            return _body(text, "GSM-7", len(text) + len(rest), GSM7_SINGLE, GSM7_PART)
+        return _body(text, "UCS-2", len(text), UCS2_SINGLE, UCS2_PART)  # e.g. a tab or a `
     characters = set(text)
     if characters <= GSM7_BASIC:
         return _body(text, "GSM-7", len(text), GSM7_SINGLE, GSM7_PART)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from jinja2 import nodes
+
 from engine.render.campaign import CampaignTemplates
-from engine.render.context import STANDARD_VARIABLES
+from engine.render.context import STANDARD_VARIABLES, UNSUBSCRIBE_VARIABLES
 from engine.render.errors import ComplianceError, RenderError, TemplateRenderError
-from engine.render.sandbox import CompiledTemplate, compile_template
+from engine.render.sandbox import CompiledTemplate, compile_template, environment
 from engine.render.segments import SmsBody, measure_sms
 
 _STOP_INSTRUCTION = re.compile(
@@ -43,6 +45,9 @@ class SmsRenderer:
             raise ComplianceError("the tenant's sms.opt_out_footer is empty")
         self.opt_out_footer = footer
         self._footer_key = footer.casefold()
+        # Its longest word: a text without it (casefolded) cannot contain the footer, and
+        # that test is far cheaper than collapsing the text's spaces first.
+        self._footer_word = max(self._footer_key.split(" "), key=len)
         self._body = body
         self._opt_in = None
         if opt_in_message is not None and opt_in_message.strip():
@@ -51,6 +56,17 @@ class SmsRenderer:
                 origin="tenant:sms.opt_in_message",
                 variables=STANDARD_VARIABLES | frozenset(variables),
             )
+        # Does any of its templates read the unsubscribe token or links? If not, the
+        # per-recipient context need not sign one (CampaignContext.for_recipient `tokens`).
+        self.reads_unsubscribe_links = any(
+            template is not None and not UNSUBSCRIBE_VARIABLES.isdisjoint(template.variables)
+            for template in (body, self._opt_in)
+        )
+        # Templates whose every rendering already tells how to stop, decided once.
+        self._always_instructed = {
+            id(template) for template in (body, self._opt_in)
+            if template is not None and self._always_instructs(template)
+        }
 
     @classmethod
     def from_templates(
@@ -87,9 +103,40 @@ class SmsRenderer:
 
     def has_opt_out_instruction(self, text: str) -> bool:
         """Does `text` tell the reader how to stop (the footer, or "Reply STOP"...)?"""
-        if _STOP_INSTRUCTION.search(text):
+        # Cheap tests first (most texts of a first touch have neither): the instruction
+        # needs "stop" in the casefolded text (what IGNORECASE matches as s, t, o, p
+        # casefolds to them), and the footer needs its longest word there (casefolding
+        # neither makes nor unmakes whitespace). tests/render/test_sms.py checks both.
+        folded = text.casefold()
+        if "stop" in folded and _STOP_INSTRUCTION.search(text):
             return True
+        if self._footer_word not in folded:
+            return False
         return self._footer_key in _SPACES.sub(" ", text).casefold()
+
+    def _always_instructs(self, template: CompiledTemplate) -> bool:
+        """Does every rendering of `template` tell how to stop, whatever the recipient?
+
+        True when a piece of literal text that is always output (outside any `{% if %}`,
+        `{% for %}` or expression) holds the footer, or a "Reply STOP" that does not touch
+        the piece's edges: what is rendered around it cannot then change the match (its
+        word boundaries are inside the piece), nor can `_finish`'s clean-up (strip, line
+        endings: whitespace only). Otherwise each text is checked as it is rendered.
+        """
+        ast = environment(html=False).parse(template.source)
+        for statement in ast.body:
+            if not isinstance(statement, nodes.Output):
+                continue
+            for piece in statement.nodes:
+                if not isinstance(piece, nodes.TemplateData):
+                    continue
+                edge = len(piece.data)
+                if any(0 < match.start() and match.end() < edge
+                       for match in _STOP_INSTRUCTION.finditer(piece.data)):
+                    return True
+                if self._footer_key in _SPACES.sub(" ", piece.data).casefold():
+                    return True
+        return False
 
     def _finish(self, template: CompiledTemplate, context: Mapping[str, object],
                 first_touch: bool) -> SmsBody:
@@ -99,6 +146,6 @@ class SmsRenderer:
         text = text.strip()
         if not text:
             raise TemplateRenderError(template.origin, "the SMS text is empty")
-        if first_touch:
+        if first_touch and id(template) not in self._always_instructed:
             text = self.with_footer(text)
         return measure_sms(text)

@@ -138,7 +138,12 @@ class Content:
 
     def sms_body(self, job: Job) -> SmsBody:
         started = time.perf_counter()
-        context = self.context(job)
+        # No token signed for templates that show no unsubscribe link (most texts: they say
+        # "Reply STOP"); `context` otherwise, as email always does.
+        context = self.campaign_context.for_recipient(
+            job.contact_id, external_id=job.external_id, first_name=job.first_name,
+            last_name=job.last_name, phone=job.address, tokens=self.sms.reads_unsubscribe_links,
+        )
         if job.purpose == Purpose.OPT_IN_REQUEST:
             body = self.sms.render_opt_in_request(context)
         else:

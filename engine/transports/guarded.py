@@ -26,11 +26,20 @@ Guard = Callable[[], bool]
 class _GuardedTransport:
     """A transport proxy: `write` / `writelines` ask the guard first."""
 
-    __slots__ = ("_guard_of", "_real")
+    # The reads aiohttp makes several times per request (is_closing before every write,
+    # pause/resume_reading as a response streams in) are bound once here: found through
+    # `__getattr__` each costs a failed attribute lookup and a second one on every call.
+    __slots__ = ("_guard_of", "_real", "is_closing", "pause_reading", "resume_reading",
+                 "get_extra_info", "get_write_buffer_size")
 
     def __init__(self, real: asyncio.Transport, guard_of: Callable[[], Guard | None]) -> None:
         self._real = real
         self._guard_of = guard_of
+        self.is_closing = real.is_closing
+        self.pause_reading = real.pause_reading
+        self.resume_reading = real.resume_reading
+        self.get_extra_info = real.get_extra_info
+        self.get_write_buffer_size = real.get_write_buffer_size
 
     def _check(self) -> None:
         guard = self._guard_of()

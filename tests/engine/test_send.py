@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
+from engine.render.tokens import verify_token
 from tests.cli import consentry, ok
 from tests.engine.scenario import AT, AT_INSTANT, build, iso
 
@@ -98,6 +100,27 @@ def test_sms_campaign_footer_segments_and_the_opt_in_request(dealership, capture
     ok("campaign", "send", tmp_path / "sms2.yaml", "--at", iso(AT_INSTANT + timedelta(days=2)), "--db", db)
     later = [t for t in capture.call(capture.sms.wait_for(3, timeout=10)) if t["to"] == "+12135550201"]
     assert len(later) == 2 and "Reply STOP" not in later[-1]["body"]
+
+
+def test_an_sms_template_may_carry_the_unsubscribe_link(dealership, capture, tmp_path, monkeypatch):
+    """A text signs an unsubscribe token only when its template shows a link (most say
+    "Reply STOP" instead); one that shows it sends each recipient a link naming them."""
+    files, db = dealership
+    secret = "sms-link-secret-" + "s" * 32
+    monkeypatch.setenv("CONSENTRY_PUBLIC_URL", "https://links.acme.example")
+    monkeypatch.setenv("CONSENTRY_SECRET", secret)
+    (tmp_path / "templates" / "sms").mkdir(parents=True)
+    (tmp_path / "templates" / "sms" / "with_link.txt").write_text(
+        "Hi {{ first_name }}! No more texts: {{ unsubscribe_url }}")
+    campaign = tmp_path / "linked.yaml"
+    campaign.write_text(files["sms"].read_text().replace("template: live_lead", "template: with_link"))
+    ok("campaign", "send", campaign, "--at", AT, "--db", db)
+    texts = {t["to"]: t["body"] for t in capture.call(capture.sms.wait_for(2, timeout=10))}
+    [token] = re.findall(r"No more texts: https://links\.acme\.example/u/([A-Za-z0-9_-]+)\n", texts["+12135550201"])
+    claims = verify_token(secret.encode(), token)
+    [(contact_id,)] = sql(db, "select id from contacts where external_id = 'S1'")
+    assert claims is not None and (claims.contact_id, claims.channel) == (contact_id, "sms")
+    assert "/u/" not in texts["+12135550202"]  # the tenant's opt-in request shows no link
 
 
 def test_a_relay_that_is_down_leaves_work_for_resume_and_nothing_twice(dealership, capture, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from engine.render import (
@@ -164,3 +166,62 @@ def test_with_footer_for_individual_texts() -> None:
     assert sms.render(recipient_context({"body": "See you"}), True).text == (
         f"See you\n{FOOTER}"
     )
+
+
+# --- the per-campaign shortcuts give the texts the plain rules give ---------------------
+
+
+def test_every_ascii_character_is_measured_as_its_table_says() -> None:
+    """ASCII texts take a shortcut in measure_sms; each character counts as the tables say."""
+    for code in range(128):
+        char = chr(code)
+        text = f"ok {char}" * 40  # 160 characters, some of them `char`
+        if char in GSM7_BASIC:
+            expected = SmsBody(text, "GSM-7", 1, 160)
+        elif char in GSM7_EXTENSION:
+            expected = SmsBody(text, "GSM-7", 2, 200)  # 40 of them at 2 septets: 200 / 153
+        else:
+            expected = SmsBody(text, "UCS-2", 3, 160)  # 160 / 67 per part
+        assert measure_sms(text) == expected, repr(char)
+
+
+def test_the_quick_tests_for_stop_miss_no_instruction() -> None:
+    """has_opt_out_instruction first looks for "stop" and the footer's longest word in the
+    casefolded text. That is sound only if whatever the instruction's IGNORECASE match
+    accepts as s, t, o, p casefolds to them, and casefolding never makes or unmakes
+    whitespace (the footer is compared with its spaces collapsed): checked for every
+    character."""
+    whitespace, letters = re.compile(r"\s"), re.compile("[stop]", re.IGNORECASE)
+    for code in range(0x110000):
+        char = chr(code)
+        folded = char.casefold()
+        if letters.fullmatch(char):
+            assert folded in "stop" and len(folded) == 1 and re.fullmatch(folded, char, re.IGNORECASE), hex(code)
+        if folded != char or whitespace.fullmatch(char):
+            is_space = bool(whitespace.fullmatch(char))
+            assert is_space == all(whitespace.fullmatch(part) for part in folded), hex(code)
+    sms = renderer()
+    assert sms.has_opt_out_instruction("Reply ſTOP to end")  # the long s matches s
+    assert sms.has_opt_out_instruction(FOOTER.upper().replace(" ", "\n  "))
+
+
+@pytest.mark.parametrize(("body", "footer_added"), [
+    # Literal text that always goes out says how to stop: decided once for the campaign.
+    ("Hi {{ first_name }}! Reply STOP to opt out.", False),
+    (f"{{{{ first_name }}}}, your car is ready. {FOOTER}", False),
+    # Only when the condition holds; or touching a value that may extend the word.
+    ("Hi {{ first_name }}!{% if first_name %} Reply STOP to end.{% endif %}", True),
+    ("Hi! Reply STOP{{ first_name }} now", True),
+    ("Hi! Reply {{ first_name }} now", True),
+])
+def test_stop_in_the_template_and_in_values(body: str, footer_added: bool) -> None:
+    """Whether a first text gets the footer is decided per recipient whenever the template
+    alone does not settle it: a value may bring the instruction or break it."""
+    sms = renderer(body)
+    for name in ("", "Ann", "PED", "STOP"):
+        plain = sms.render(recipient_context(first_name=name), False).text
+        first = sms.render(recipient_context(first_name=name), True).text
+        says_stop = re.search(r"\b(?:reply|text)\s+stop\b", plain, re.IGNORECASE) or FOOTER in plain
+        assert first == (plain if says_stop else f"{plain}\n{FOOTER}"), (body, name)
+        if not footer_added:
+            assert first == plain
