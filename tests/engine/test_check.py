@@ -158,3 +158,22 @@ def test_a_review_counts_from_when_it_happened(dealership, tmp_path):
         out = tmp_path / f"review-{at[:10]}.csv"
         ok("campaign", "check", files["email"], "--at", at, "--out", out, "--db", db)
         assert {r["external_id"]: r["reason"] for r in decisions(out)}["E9"] == expected
+
+
+def test_cells_that_need_quoting_come_back_as_imported(dealership, tmp_path):
+    # The CSV is written without the csv module when no cell needs quoting: an external id
+    # or address with a comma or a quote must still read back exactly as imported.
+    files, db = dealership
+    extra = tmp_path / "quoted.csv"
+    extra.write_text('external_id,email\n"Q,""1""","""a,b""@example.com"\n', encoding="utf-8")
+    ok("contacts", "import", extra, "--tenant", "acme-motors", "--db", db)
+    text = files["email"].read_text().replace(
+        "audience: {external_id: [E1, E2, E3, E4, E5, E6, E7, E8, E9]}", """audience: {external_id: [E1, 'Q,"1"', E2]}"""
+    )
+    files["email"].write_text(text)
+    out = tmp_path / "quoted-out.csv"
+    ok("campaign", "check", files["email"], "--at", AT, "--out", out, "--db", db)
+    rows = decisions(out)  # in the order the contacts were created
+    assert [(r["external_id"], r["address"]) for r in rows][2] == ('Q,"1"', '"a,b"@example.com')
+    assert [r["external_id"] for r in rows] == ["E1", "E2", 'Q,"1"']
+    assert rows[1]["address"] == "" and rows[1]["reason"] == "no_address"
