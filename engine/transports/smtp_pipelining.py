@@ -182,20 +182,30 @@ class PipelinedSession(asyncio.Protocol):
         elif len(refused) == len(recipients):
             failure = aiosmtplib.SMTPRecipientsRefused(refused)
         if failure is not None:
-            if data_reply.code == aiosmtplib.SMTPStatus.start_input:
-                # A relay that said 354 with nobody to deliver to: an empty message ends it.
-                self._write(b".\r\n", None)
-                await self._read(1, timeout)
-            await self._reset(timeout)
+            await self._abandon(data_reply, timeout)
             raise failure
         if data_reply.code != aiosmtplib.SMTPStatus.start_input:
-            await self._reset(timeout)
+            await self._abandon(data_reply, timeout)
             raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
         self._write(wire_body(data, crlf), guard)
         (reply,) = await self._read(1, timeout)
         if reply.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         return reply.message
+
+    async def _abandon(self, data_reply: Reply, timeout: float) -> None:
+        """End a refused transaction so the session can carry the next one: an empty message
+        if the relay said 354 anyway (nobody to deliver it to), then RSET. Best effort: a
+        relay gone meanwhile (a 421, a reset) must not replace the refusal the caller raises
+        (a refused sender stops the campaign; a lost connection would only be retried), so
+        the session is dropped instead."""
+        try:
+            if data_reply.code == aiosmtplib.SMTPStatus.start_input:
+                self._write(b".\r\n", None)
+                await self._read(1, timeout)
+            await self._reset(timeout)
+        except (aiosmtplib.SMTPException, OSError):
+            self.abort()
 
     async def _reset(self, timeout: float) -> None:
         self._write(b"RSET\r\n", None)

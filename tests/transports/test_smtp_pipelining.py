@@ -33,6 +33,7 @@ class ScriptedRelay:
     commands: list[bytes] = field(default_factory=list)
     messages: list[bytes] = field(default_factory=list)
     aborted_in_data: int = 0
+    hang_up_after_data_reply: bool = False  # a relay that refuses and goes away (e.g. 421)
     port: int = 0
 
     async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -75,6 +76,10 @@ class ScriptedRelay:
                     writer.write((self.rcpt_reply if accepted else b"503 5.5.1 Error: need MAIL command") + b"\r\n")
                 elif verb == b"DATA":
                     writer.write(self.data_reply + b"\r\n")
+                    if self.hang_up_after_data_reply:
+                        await writer.drain()
+                        writer.close()
+                        return
                     in_data = self.data_reply.startswith(b"354")
                 elif verb == b"RSET":
                     writer.write(b"250 2.0.0 Ok\r\n")
@@ -137,6 +142,20 @@ async def test_a_refused_sender_stops_the_run_and_the_session_is_reset(relay: Sc
     assert verbs == [b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"MAIL", b"RCPT", b"DATA", b"QUIT"]
     assert len(relay.messages) == 1
     assert pool.connections_opened == 1
+
+
+async def test_a_refused_sender_is_reported_as_such_even_if_the_relay_then_hangs_up(relay: ScriptedRelay) -> None:
+    relay.mail_reply = b"553 5.7.1 <service@acme.example>: Sender address rejected: not owned by user"
+    relay.data_reply = b"503 5.5.1 Error: need RCPT command"
+    relay.hang_up_after_data_reply = True
+    pool = _pool(relay)
+    try:
+        with pytest.raises(PermanentError) as refused:
+            await pool.send_raw(SENDER, ["jane@example.com"], make_message())
+    finally:
+        await pool.close()
+    # The refusal stops the campaign; the lost connection (no RSET possible) does not hide it.
+    assert refused.value.stop_cause == StopCause.SENDER
 
 
 async def test_a_relay_that_says_354_with_nobody_to_deliver_to_gets_an_empty_message(relay: ScriptedRelay) -> None:
