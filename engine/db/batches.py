@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, and_, any_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.definition import Audience
 from engine.db.models import ConsentEvent, Contact, ContactPoint, Delivery
@@ -71,18 +72,31 @@ def _contact_query(tenant_id: int, channel: str, audience: Audience, *, whole_au
     million probes (on PostgreSQL 2.6 s of server CPU against 6.7 s for 1 M contacts).
     """
     kind = ADDRESS_KIND.get(channel)  # letter and social have no address of their own
-    if whole_audience:
-        return _audience_query(tenant_id, kind, audience)
-    shared = exists(
-        select(1)
-        .select_from(_other)
-        .where(
-            _other.c.tenant_id == _point.c.tenant_id,
-            _other.c.kind == _point.c.kind,
-            _other.c.address == _point.c.address,
-            _other.c.contact_id != _point.c.contact_id,
-        )
+    points = _contacts.outerjoin(
+        _point,
+        and_(_point.c.tenant_id == _contacts.c.tenant_id, _point.c.contact_id == _contacts.c.id, _point.c.kind == kind),
     )
+    if whole_audience:
+        shared_addresses = (
+            select(_other.c.address)
+            .where(_other.c.tenant_id == tenant_id, _other.c.kind == kind)
+            .group_by(_other.c.address)
+            .having(func.count() > 1)
+            .subquery("shared_address")
+        )
+        points = points.outerjoin(shared_addresses, shared_addresses.c.address == _point.c.address)
+        shared: ColumnElement[bool] = shared_addresses.c.address.is_not(None)
+    else:
+        shared = exists(
+            select(1)
+            .select_from(_other)
+            .where(
+                _other.c.tenant_id == _point.c.tenant_id,
+                _other.c.kind == _point.c.kind,
+                _other.c.address == _point.c.address,
+                _other.c.contact_id != _point.c.contact_id,
+            )
+        )
     query = (
         select(
             _contacts.c.id,
@@ -95,53 +109,7 @@ def _contact_query(tenant_id: int, channel: str, audience: Audience, *, whole_au
             _point.c.zones,
             shared.label("shared"),
         )
-        .select_from(
-            _contacts.outerjoin(
-                _point,
-                and_(
-                    _point.c.tenant_id == _contacts.c.tenant_id,
-                    _point.c.contact_id == _contacts.c.id,
-                    _point.c.kind == kind,
-                ),
-            )
-        )
-        .where(_contacts.c.tenant_id == tenant_id)
-        .order_by(_contacts.c.id)
-    )
-    return _filtered(query, audience)
-
-
-def _audience_query(tenant_id: int, kind: str | None, audience: Audience):
-    """_contact_query for a whole audience at once: shared addresses joined, not probed."""
-    shared_addresses = (
-        select(_other.c.address)
-        .where(_other.c.tenant_id == tenant_id, _other.c.kind == kind)
-        .group_by(_other.c.address)
-        .having(func.count() > 1)
-        .subquery("shared_address")
-    )
-    query = (
-        select(
-            _contacts.c.id,
-            _contacts.c.external_id,
-            _contacts.c.timezone,
-            _contacts.c.lead_source,
-            _contacts.c.reviewed_at_us,
-            _point.c.address,
-            _point.c.is_valid,
-            _point.c.zones,
-            shared_addresses.c.address.is_not(None).label("shared"),
-        )
-        .select_from(
-            _contacts.outerjoin(
-                _point,
-                and_(
-                    _point.c.tenant_id == _contacts.c.tenant_id,
-                    _point.c.contact_id == _contacts.c.id,
-                    _point.c.kind == kind,
-                ),
-            ).outerjoin(shared_addresses, shared_addresses.c.address == _point.c.address)
-        )
+        .select_from(points)
         .where(_contacts.c.tenant_id == tenant_id)
         .order_by(_contacts.c.id)
     )
