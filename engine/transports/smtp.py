@@ -57,7 +57,7 @@ from engine.transports.errors import (
     TransportTimeoutError,
 )
 from engine.transports.guarded import guard_writes
-from engine.transports.smtp_pipelining import PLAIN_ADDRESS, PipelinedSession
+from engine.transports.smtp_pipelining import PipelinedSession, angled
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # TLS failures that say the connection broke, not that the two ends cannot agree.
@@ -220,28 +220,21 @@ class SmtpPool(EmailTransport):
         response = await client.data(data, timeout=self.timeout)
         return response.message
 
-    # MAIL and RCPT for the plain addresses a campaign sends to and from (normalised at
-    # import, built by us for the return path) go straight to `execute_command`: aiosmtplib's
-    # `mail` / `rcpt` parse every address again with `email.utils.parseaddr`, only to put it
-    # between angle brackets. Same command bytes, same errors; anything else (a quoted local
-    # part, non-ASCII) takes aiosmtplib's own path.
+    # MAIL and RCPT through `angled` (engine/transports/smtp_pipelining.py), the quoting
+    # both paths share: aiosmtplib's `mail` / `rcpt` would parse every plain address again
+    # with `email.utils.parseaddr` only to put it between angle brackets. Same command bytes
+    # and the same errors as theirs (the session is greeted before the transaction).
 
     async def _mail(self, client: aiosmtplib.SMTP, sender: str, options: list[str], encoding: str) -> None:
-        if not PLAIN_ADDRESS.fullmatch(sender):
-            await client.mail(sender, options=options, encoding=encoding, timeout=self.timeout)
-            return
         response = await client.execute_command(
-            b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *(option.encode("ascii") for option in options),
+            b"MAIL", b"FROM:" + angled(sender, encoding), *(option.encode("ascii") for option in options),
             timeout=self.timeout,
         )
         if response.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
 
     async def _rcpt(self, client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
-        if not PLAIN_ADDRESS.fullmatch(recipient):
-            await client.rcpt(recipient, encoding=encoding, timeout=self.timeout)
-            return
-        response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">", timeout=self.timeout)
+        response = await client.execute_command(b"RCPT", b"TO:" + angled(recipient, encoding), timeout=self.timeout)
         if response.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
             raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 

@@ -42,7 +42,7 @@ Guard = Callable[[], bool]
 # An ASCII addr-spec with a dot-atom local part: what `parseaddr` returns unchanged, so
 # `<address>` is exactly what aiosmtplib's quoting would send, without parsing it again
 # (email.utils.parseaddr was a tenth of a message's client CPU).
-PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 _MAX_REPLY = 64 * 1024  # a relay that sends more than this for one reply is broken
 
 
@@ -233,7 +233,7 @@ class PipelinedSession(asyncio.Protocol):
 
 def angled(address: str, encoding: str) -> bytes:
     """`<address>` as aiosmtplib's `mail` / `rcpt` would write it."""
-    if PLAIN_ADDRESS.fullmatch(address):
+    if _PLAIN_ADDRESS.fullmatch(address):
         return b"<" + address.encode("ascii") + b">"
     return quote_address(address).encode(encoding)
 
