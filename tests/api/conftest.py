@@ -201,11 +201,7 @@ async def api(db_url: str, tmp_path: Path, api_sink: ThreadedCapture) -> AsyncIt
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             service = Api(f"http://{host}:{port}", session, engine, settings, instruments, tenants, exporter.url,
                           sink=api_sink)
-            async with engine.begin() as conn:
-                for tenant in tenants:
-                    for role in ROLES:
-                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
-                        service.keys[(tenant, role)] = key
+            await _issue_keys(service)
             yield service
     finally:
         if exporter is not None:
@@ -213,6 +209,15 @@ async def api(db_url: str, tmp_path: Path, api_sink: ThreadedCapture) -> AsyncIt
         if runner is not None:
             await runner.cleanup()
         await engine.dispose()
+
+
+async def _issue_keys(service: Api) -> None:
+    """One API key per tenant and role (`service.keys[(tenant, role)]`)."""
+    async with service.engine.begin() as conn:
+        for tenant in service.tenants:
+            for role in ROLES:
+                _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
+                service.keys[(tenant, role)] = key
 
 
 @contextlib.asynccontextmanager
@@ -238,11 +243,7 @@ async def service_with_relay(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             service = Api(f"http://{host}:{port}", session, engine, settings, Instruments.fresh(), tenants)
             service.smtp = smtp  # type: ignore[attr-defined]
-            async with engine.begin() as conn:
-                for tenant in tenants:
-                    for role in ROLES:
-                        _record, key = await create_api_key(conn, tenant, role, f"{role} key", CLOCK)
-                        service.keys[(tenant, role)] = key
+            await _issue_keys(service)
             yield service
     finally:
         if runner is not None:

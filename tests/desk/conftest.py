@@ -4,6 +4,7 @@ one password, and browser-like clients that keep cookies."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -67,13 +68,20 @@ async def add_users(conn: AsyncConnection, tenants: Mapping[str, TenantRecord]) 
     ])
 
 
-@pytest.fixture
-async def desk(api: Api) -> AsyncIterator[Desk]:  # noqa: F811 - the imported fixture
-    async with api.engine.begin() as conn:
-        await add_users(conn, api.tenants)
-    service = Desk(api)
+@contextlib.asynccontextmanager
+async def desk_on(service_api: Api) -> AsyncIterator[Desk]:
+    """The desk of a running API service, with its test users; closes its browsers' sessions."""
+    async with service_api.engine.begin() as conn:
+        await add_users(conn, service_api.tenants)
+    service = Desk(service_api)
     try:
         yield service
     finally:
         for client in service.clients:
             await client.close()
+
+
+@pytest.fixture
+async def desk(api: Api) -> AsyncIterator[Desk]:  # noqa: F811 - the imported fixture
+    async with desk_on(api) as service:
+        yield service

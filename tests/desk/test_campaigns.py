@@ -25,7 +25,7 @@ from engine.inbound.feedback import DeliveryRef, record_bounce
 from engine.inbound.reports import DsnRecipient
 from engine.timeutil import iso_z
 from tests.api.conftest import CLOCK, ROLES, service_with_relay
-from tests.desk.conftest import Desk, add_users
+from tests.desk.conftest import Desk, desk_on
 
 FORM = {
     "campaign": "spring-offer", "channel": "email", "kind": "bulk", "class": "marketing", "party": "first",
@@ -43,15 +43,8 @@ _ROW = re.compile(r'<td class="state-(\w+)">\w+</td>\s*<td>(?:<a [^>]*>)?([\w—
 @pytest.fixture
 async def desk(db_url: str, tmp_path: Path) -> AsyncIterator[Desk]:
     """tests/desk/conftest.py's service, sending to its own relay with quick retries."""
-    async with service_with_relay(db_url, tmp_path) as api:
-        async with api.engine.begin() as conn:
-            await add_users(conn, api.tenants)
-        service = Desk(api)
-        try:
-            yield service
-        finally:
-            for client in service.clients:
-                await client.close()
+    async with service_with_relay(db_url, tmp_path) as api, desk_on(api) as service:
+        yield service
 
 
 async def _api(desk: Desk, method: str, path: str, role: str = "marketer", tenant: str = "acme-motors",
