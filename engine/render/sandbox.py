@@ -60,6 +60,8 @@ _UNSAFE_NAMES = frozenset(
     | UNSAFE_COROUTINE_ATTRIBUTES
     | UNSAFE_ASYNC_GENERATOR_ATTRIBUTES
 )
+_CHANCE_FILTERS = frozenset({"random"})
+_CHANCE_GLOBALS = frozenset({"lipsum"})
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 # A width or precision of five digits or more inside a `{...}` or `%` format specification.
 _WIDE_BRACE_SPEC = re.compile(r"\{[^{}]*\d{5,}[^{}]*\}")
@@ -152,16 +154,19 @@ def _range(*args: int) -> range:
 class CompiledTemplate:
     """One compiled template: render it with a context mapping, as often as needed."""
 
-    __slots__ = ("origin", "source", "variables", "is_static", "_template", "_static_text")
+    __slots__ = ("origin", "source", "variables", "is_static", "is_deterministic", "_template", "_static_text")
 
     def __init__(self, origin: str, source: str, variables: frozenset[str],
-                 template: jinja2.Template, is_static: bool) -> None:
+                 template: jinja2.Template, is_static: bool, is_deterministic: bool = False) -> None:
         self.origin = origin
         self.source = source
         # The context names the template reads (globals such as `range` excluded).
         self.variables = variables
         # No expression or statement at all: the text is the same for every recipient.
         self.is_static = is_static
+        # The output is a function of `variables`' values alone (no `random` filter, no
+        # `lipsum`): a render may be remembered for the next recipient with the same values.
+        self.is_deterministic = is_deterministic
         self._template = template
         self._static_text = template.render() if is_static else None
 
@@ -232,7 +237,7 @@ def compile_template(
     # copies the globals into a new context, and copying a ChainMap costs more than the
     # rest of a small template's render. The environments never change after creation.
     template = env.template_class.from_code(env, code, dict(env.make_globals(None)), None)
-    return CompiledTemplate(origin, source, used, template, is_static)
+    return CompiledTemplate(origin, source, used, template, is_static, _is_deterministic(ast))
 
 
 def _check_statically(ast: nodes.Template, origin: str) -> None:
@@ -255,6 +260,18 @@ def _check_statically(ast: nodes.Template, origin: str) -> None:
             raise TemplateSecurityError(
                 f"{origin}:{node.lineno}", f"access to attribute {name!r} is not allowed"
             )
+
+
+def _is_deterministic(ast: nodes.Template) -> bool:
+    """No chance in the template: Jinja2's `random` filter and `lipsum` global are its only
+    sources (the sandbox exposes no clock, and nothing a template calls keeps state between
+    renders). A filter can also be named by a string (`map('random')`): any such string
+    counts, a false alarm costing only the remembered renders."""
+    if any(node.name in _CHANCE_FILTERS for node in ast.find_all(nodes.Filter)):
+        return False
+    if any(node.value in _CHANCE_FILTERS for node in ast.find_all(nodes.Const) if isinstance(node.value, str)):
+        return False
+    return not any(node.name in _CHANCE_GLOBALS for node in ast.find_all(nodes.Name))
 
 
 def _guarded_names(ast: nodes.Template) -> set[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,14 @@ from engine.render.headers import (
     format_message_id,
     format_unstructured,
 )
-from engine.render.mime import encode_body, make_boundary
+from engine.render.mime import (
+    QUOTED_PRINTABLE,
+    QpPiece,
+    encode_body,
+    join_pieces,
+    make_boundary,
+    qp_piece,
+)
 from engine.render.sandbox import CompiledTemplate
 
 if TYPE_CHECKING:
@@ -47,6 +55,30 @@ if TYPE_CHECKING:
 _HEADER_URL = re.compile(r"https?://[!-+\--;=?-~]+")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+# Context names whose value is different for every recipient: a template reading one makes
+# every render unique, and nothing is remembered (EmailSkeleton._made).
+PER_RECIPIENT_VARIABLES = frozenset(
+    {"unsubscribe_token", "unsubscribe_url", "preferences_url", "email", "phone", "external_id"})
+# How much of a campaign's renders is remembered, counted in encoded bytes: about 2,000
+# recipients' worth of a 5 kB message, whatever the audience's size.
+MEMO_BYTES = 8 * 1024 * 1024
+MEMO_ENTRIES = 16_384
+
+
+_MISSING = object()
+# (text encoding, text body, (HTML encoding, HTML body) or None), as the message carries them.
+_Bodies = tuple[bytes, bytes, "tuple[bytes, bytes] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """What the templates made for one set of variable values, footers' fixed lines
+    included, encoded: every recipient with those values shares it (EmailSkeleton._made)."""
+
+    subject_line: bytes
+    text: QpPiece  # the text part up to the footer's links
+    page_head: QpPiece | None  # the HTML part up to the footer's links
+    page_tail: QpPiece | None  # and after them
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +107,7 @@ class EmailSkeleton:
         dkim: DkimSigner | None = None,
         reply_to: str | None = None,
         reply_to_name: str | None = None,
+        remember: bool = True,
     ) -> None:
         self.sender_email = check_address("From", sender_email)
         self.bulk = bulk
@@ -111,6 +144,20 @@ class EmailSkeleton:
             else:
                 self._unsubscribe_prefix = b"List-Unsubscribe: <"
 
+        # A bulk message is the templates' output, the footer's fixed lines and two lines of
+        # links. When the templates read nothing unique to a recipient, their output is a
+        # function of the few values they read (a first name, the tenant's name): it is
+        # rendered and encoded once per set of values (`_made`), and each recipient adds only
+        # the links. `remember=False` turns that off (tests compare both ways).
+        templates = [part for part in (subject, text, html) if part is not None]
+        read = frozenset().union(*(part.variables for part in templates))
+        self._memo_names: tuple[str, ...] | None = None
+        if remember and bulk and not read & PER_RECIPIENT_VARIABLES and all(part.is_deterministic for part in templates):
+            # The footer shows the tenant's name: part of what is shared, so part of the key.
+            self._memo_names = tuple(sorted(read | {"tenant_name"}))
+        self._memo: dict[tuple[object, ...], _Made | None] = {}
+        self._memo_bytes = 0
+        self._stand_in = "https://links.invalid/" + secrets.token_hex(12)
         # Quoted-printable per line, remembered (engine/render/mime.py encode_body).
         self._text_lines: dict[bytes, bytes] = {}
         self._html_lines: dict[bytes, bytes] = {}
@@ -148,6 +195,7 @@ class EmailSkeleton:
         unsubscribe_mailto: str | None = None,
         dkim: DkimSigner | None = None,
         reply_to: str | None = None,
+        remember: bool = True,
     ) -> EmailSkeleton:
         """The skeleton of an email campaign compiled by `compile_campaign_templates`."""
         if templates.subject is None:
@@ -163,6 +211,7 @@ class EmailSkeleton:
             unsubscribe_mailto=unsubscribe_mailto,
             dkim=dkim,
             reply_to=reply_to,
+            remember=remember,
         )
 
     def render_content(self, context: Mapping[str, object]) -> EmailContent:
@@ -170,7 +219,7 @@ class EmailSkeleton:
         url = self._unsubscribe(context)[0] if self.bulk else ""
         return self._content(context, url)
 
-    def _content(self, context: Mapping[str, object], url: str) -> EmailContent:
+    def _content(self, context: Mapping[str, object], url: str, preferences: str | None = None) -> EmailContent:
         subject = self._static_subject
         if subject is None:
             subject = clean_display_text(self._subject.render(context))
@@ -179,7 +228,8 @@ class EmailSkeleton:
         if self._html is not None:
             page = _normalise_lines(self._html.render(context))
         if self.bulk:
-            preferences = str(context.get("preferences_url") or "")
+            if preferences is None:
+                preferences = str(context.get("preferences_url") or "")
             tenant_name = clean_display_text(str(context.get("tenant_name") or ""))
             text = self._text_footer(text, url, preferences, tenant_name)
             if page is not None:
@@ -204,13 +254,20 @@ class EmailSkeleton:
         url = token = ""
         if self.bulk:
             url, token = self._unsubscribe(context)
-        content = self._content(context, url)
+        made = self._made(context) if self._memo_names is not None else None
+        bodies = None if made is None else self._bodies(made, context, url)
         parts = [self._from_line, b"To: ", to_value.encode("ascii"), b"\r\n"]
-        if self._static_subject is not None:
-            parts.append(self._subject_line)
+        if bodies is not None:
+            assert made is not None
+            parts.append(made.subject_line)
         else:
-            parts += [b"Subject: ", format_unstructured("Subject", content.subject)
-                      .encode("ascii"), b"\r\n"]
+            content = self._content(context, url)
+            if self._static_subject is not None:
+                parts.append(self._subject_line)
+            else:
+                parts += [b"Subject: ", format_unstructured("Subject", content.subject)
+                          .encode("ascii"), b"\r\n"]
+            bodies = self._encode(content)
         parts += [
             b"Date: ", format_date(date).encode("ascii"),
             b"\r\nMessage-ID: ", format_message_id(message_id).encode("ascii"), b"\r\n",
@@ -222,17 +279,73 @@ class EmailSkeleton:
                 parts.append(self._unsubscribe_prefix)
             parts += [url.encode("ascii"),
                       b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
-        text_encoding, text_body = encode_body(content.text, self._text_lines)
+        text_encoding, text_body, page = bodies
         parts += [self._mime_head, b"Content-Transfer-Encoding: ", text_encoding,
                   b"\r\n\r\n", text_body]
-        if content.html is not None:
-            html_encoding, html_body = encode_body(content.html, self._html_lines)
+        if page is not None:
+            html_encoding, html_body = page
             parts += [self._part_break, b"Content-Transfer-Encoding: ", html_encoding,
                       b"\r\n\r\n", html_body, self._end]
         message = b"".join(parts)
         if self._dkim is not None:
             message = self._dkim.sign(message) + message
         return message
+
+    def _encode(self, content: EmailContent) -> _Bodies:
+        text_encoding, text_body = encode_body(content.text, self._text_lines)
+        page = None if content.html is None else encode_body(content.html, self._html_lines)
+        return text_encoding, text_body, page
+
+    def _made(self, context: Mapping[str, object]) -> _Made | None:
+        """The shared part of the message for the values this recipient's templates read,
+        made on first sight; None when it cannot be shared (a value not a string, no
+        preferences link) or the memo is full."""
+        assert self._memo_names is not None
+        key = tuple([context.get(name, _MISSING) for name in self._memo_names])
+        made = self._memo.get(key, _MISSING)
+        if made is not _MISSING:
+            return made  # type: ignore[return-value]
+        if self._memo_bytes >= MEMO_BYTES or len(self._memo) >= MEMO_ENTRIES:
+            return None
+        # Only strings: values that compare equal but render apart (1, 1.0, True) must
+        # never share a render.
+        if not all(type(value) is str for value in key) or not context.get("preferences_url"):
+            return None
+        # Rendered with a stand-in for both links, cut out again: the stand-in is random, so
+        # no value a template shows can imitate it.
+        stand_in = self._stand_in
+        content = self._content(context, stand_in, stand_in)
+        made = None
+        text_head, found, text_tail = content.text.partition(_text_links(stand_in, stand_in))
+        page_head = page_tail = None
+        if content.html is not None:
+            head, links, tail = content.html.partition(_html_links(stand_in, stand_in))
+            if links and head.endswith("\n"):
+                page_head, page_tail = qp_piece(head), qp_piece(tail)
+        if found and not text_tail and (content.html is None or page_head is not None):
+            subject = self._subject_line if self._static_subject is not None else _line(
+                "Subject", format_unstructured("Subject", content.subject))
+            made = _Made(subject, qp_piece(text_head), page_head, page_tail)
+            self._memo_bytes += len(made.text.qp) + sum(
+                len(piece.qp) for piece in (page_head, page_tail) if piece is not None)
+        self._memo[key] = made
+        return made
+
+    def _bodies(self, made: _Made, context: Mapping[str, object], url: str) -> _Bodies | None:
+        """The encoded parts from the shared part and this recipient's links; None when the
+        part as a whole would be base64 (the caller then encodes it whole)."""
+        preferences = str(context.get("preferences_url") or "")
+        text = join_pieces((made.text, qp_piece(_text_links(url, preferences))))
+        if text is None:
+            return None
+        page = None
+        if made.page_head is not None and made.page_tail is not None:
+            links = qp_piece(_html_links(html_escape(url), html_escape(preferences) if preferences else ""))
+            body = join_pieces((made.page_head, links, made.page_tail))
+            if body is None:
+                return None
+            page = (QUOTED_PRINTABLE, body)
+        return QUOTED_PRINTABLE, text, page
 
     def _unsubscribe(self, context: Mapping[str, object]) -> tuple[str, str]:
         url = str(context.get("unsubscribe_url") or "")
@@ -255,26 +368,21 @@ class EmailSkeleton:
         lines = [text.rstrip("\n"), "", "-- "]
         if tenant_name:
             lines.append(tenant_name)
-        lines += [self._postal_address, f"Unsubscribe: {url}"]
-        if preferences:
-            lines.append(f"Email preferences: {preferences}")
-        return "\n".join(lines) + "\n"
+        lines.append(self._postal_address)
+        return "\n".join(lines) + "\n" + _text_links(url, preferences)
 
     def _html_footer(self, page: str, url: str, preferences: str, tenant_name: str) -> str:
         url_html = html_escape(url)
         if url_html in page and self._postal_html in page:
             return page
         who = f"{html_escape(tenant_name)} &middot; " if tenant_name else ""
-        links = f'<a href="{url_html}" style="color:#555555">Unsubscribe</a>'
-        if preferences:
-            links += (f' &middot; <a href="{html_escape(preferences)}" '
-                      f'style="color:#555555">Email preferences</a>')
         footer = (
             '\n<div style="margin:24px 0 0;padding:16px 0 0;border-top:1px solid #dddddd;'
             'font-family:Arial,Helvetica,sans-serif;font-size:12px;line-height:18px;'
             'color:#555555">\n'
             f'<p style="margin:0 0 8px">{who}{self._postal_html}</p>\n'
-            f'<p style="margin:0">{links}</p>\n</div>\n'
+            + _html_links(url_html, html_escape(preferences) if preferences else "")
+            + '</div>\n'
         )
         end = page.rfind("</body>")
         if end < 0:  # rarer spellings: </BODY>, </body >
@@ -283,6 +391,22 @@ class EmailSkeleton:
                 return page + footer
             end = ends[-1]
         return page[:end] + footer + page[end:]
+
+
+def _text_links(url: str, preferences: str) -> str:
+    """The text footer's last lines: the only ones unique to a recipient."""
+    links = f"Unsubscribe: {url}\n"
+    if preferences:
+        links += f"Email preferences: {preferences}\n"
+    return links
+
+
+def _html_links(url_html: str, preferences_html: str) -> str:
+    """The HTML footer's line of links (escaped values): the only one unique to a recipient."""
+    links = f'<a href="{url_html}" style="color:#555555">Unsubscribe</a>'
+    if preferences_html:
+        links += f' &middot; <a href="{preferences_html}" style="color:#555555">Email preferences</a>'
+    return f'<p style="margin:0">{links}</p>\n'
 
 
 def _normalise_lines(text: str) -> str:

@@ -330,3 +330,55 @@ def test_bodies_encoded_line_by_line_from_the_memo_are_the_same_bytes(first: str
     memo: dict[bytes, bytes] = {}
     for text in (first, second, first):
         assert encode_body(text, memo) == encode_body(text)
+
+
+# -- renders shared by recipients with the same values (EmailSkeleton._made) --------------
+
+_BOUNDARY = re.compile(rb"=_consentry_[0-9a-f]{24}")
+_NAMES = st.one_of(st.sampled_from(["Ava", "", "José", "Zoë"]), _BODY_TEXT, st.text(max_size=40))
+_CONTEXT = CampaignContext(tenant_id=3, campaign_id=11, channel="email", secret=b"k" * 32,
+                           public_url="https://links.acme.example", tenant_name="Acme Motors",
+                           postal_address=POSTAL, sender_name="Acme Service")
+# A template in a script Latin-1 cannot write: its parts go out as base64, shared or not.
+_GREEK = "Γεια σου {{ first_name }}, η ανοιξιάτικη προσφορά σας είναι εδώ.\n"
+
+
+def _one_boundary(data: bytes) -> bytes:
+    return _BOUNDARY.sub(b"=_consentry_BOUNDARY", data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.tuples(_NAMES, _NAMES), min_size=1, max_size=6), greek=st.booleans(),
+       html=st.sampled_from([HTML, None, "<p>no body tag {{ first_name }}</p>", "<body>x</body>  {{ last_name }}\n"]))
+def test_a_shared_render_gives_every_recipient_the_bytes_of_its_own_render(
+        names: list[tuple[str, str]], greek: bool, html: str | None) -> None:
+    # Recipients whose templates read the same values share one render and its encoding,
+    # and only their links differ: each message must be exactly what rendering it alone
+    # gives, for any names (soft breaks, "=", lone dots, non-ASCII, base64 parts).
+    text = _GREEK if greek else TEXT
+    shared = skeleton(text=text, html=html)
+    alone = skeleton(text=text, html=html, remember=False)
+    for contact_id, (first, last) in enumerate(names * 2, start=1):
+        context = _CONTEXT.for_recipient(contact_id, first_name=first, last_name=last, email="a@example.com")
+        assert _one_boundary(shared.render("a@example.com", None, context, "a@b", DATE_US)) == _one_boundary(
+            alone.render("a@example.com", None, context, "a@b", DATE_US))
+
+
+def test_a_template_left_to_chance_is_rendered_for_every_recipient() -> None:
+    sk = skeleton(text="Your lucky number: {{ range(100000) | random }}\n", html=None)
+    texts = {sk.render_content(_CONTEXT.for_recipient(n, first_name="Ava")).text for n in range(1, 6)}
+    messages = {
+        parse(sk.render("a@example.com", None, _CONTEXT.for_recipient(n, first_name="Ava"), "a@b", DATE_US))
+        .get_content().splitlines()[0] for n in range(1, 6)
+    }
+    assert len(texts) > 1 and len(messages) > 1
+
+
+def test_a_template_showing_the_recipients_address_still_gets_it_right() -> None:
+    sk = skeleton(text="This offer was sent to {{ email }}.\n", html=None)
+    bodies = [
+        parse(sk.render(address, None, _CONTEXT.for_recipient(n, first_name="Ava", email=address), "a@b", DATE_US))
+        .get_content().splitlines()[0]
+        for n, address in enumerate(["a@example.com", "b@example.com"], start=1)
+    ]
+    assert bodies == ["This offer was sent to a@example.com.", "This offer was sent to b@example.com."]
