@@ -166,6 +166,7 @@ class Instruments:
         )  # fmt: skip
         self._active_seen: set[tuple[str, str]] = set()
         self._dispatch_children: dict[object, tuple[Any, Any]] = {}
+        self._delivery_children: dict[tuple[object, object, object], Any] = {}
 
     @classmethod
     def fresh(cls, *, per_tenant: bool = True) -> Instruments:
@@ -197,10 +198,15 @@ class Instruments:
 
     def record_deliveries(self, tenant: object, channel: object, counts: Counts) -> None:
         """Add final dispatch outcomes: ``counts[state] = n`` with state ``sent``, ``opt_in_request`` or ``failed``."""
-        tenant, channel = self._tenant(tenant), _closed(channel, CHANNELS)
         for state, n in counts.items():
             if n:
-                self.deliveries.labels(tenant, channel, _closed(state, DELIVERY_STATES)).inc(n)
+                # Label children remembered: a sender records every group commit (a few
+                # messages each), and `labels()` validates and joins its values every call.
+                child = self._delivery_children.get((tenant, channel, state))
+                if child is None:
+                    child = self._delivery_children[(tenant, channel, state)] = self.deliveries.labels(
+                        self._tenant(tenant), _closed(channel, CHANNELS), _closed(state, DELIVERY_STATES))
+                child.inc(n)
 
     def record_transport_error(self, channel: object, error: object, n: int = 1) -> None:
         """Count failed attempts; ``error`` is ``transient`` (retried) or ``permanent``."""

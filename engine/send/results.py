@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from engine.clock import Clock
 from engine.db import deliveries as ledger
 from engine.db.retry import in_transaction
-from engine.db.states import DeliveryState, outcome_of
+from engine.db.states import DeliveryState, Purpose, outcome_of
 from engine.imports.ledger import record_events
 from engine.send.claims import Claimant
 from engine.send.content import Job
@@ -44,6 +43,12 @@ class Result:
     # The 5.7.x of a refusal by the relay's policy (engine/send/breaker.py), else None.
     policy_status: str | None = None
 
+
+# The final outcomes a result can count (metrics), by state and purpose: looked up per result.
+_OUTCOMES = {
+    (state, purpose): str(outcome_of(state, purpose))
+    for state in (DeliveryState.SENT, DeliveryState.FAILED) for purpose in Purpose
+}
 
 # Not attempted because the claim lapsed: the row is left to whoever holds it now.
 WITHDRAWN = Result(DeliveryState.SENDING)
@@ -125,24 +130,24 @@ class ResultWriter:
         stamp = self.clock()
         summary = self.summary
         changes: list[dict] = []  # as Claimant.record takes them
+        outcomes: dict[str, int] = {}
         for job, result in results:
+            state = result.state
             changes.append({
-                "_id": job.delivery_id, "state": result.state, "provider_id": result.provider_id,
+                "_id": job.delivery_id, "state": state, "provider_id": result.provider_id,
                 "segments": result.segments, "error": result.error,
-                "sent_at_us": stamp if result.state == DeliveryState.SENT else None, "updated_at_us": stamp,
+                "sent_at_us": stamp if state == DeliveryState.SENT else None, "updated_at_us": stamp,
             })
-            if result.state == DeliveryState.SENT:
+            if state == DeliveryState.SENT:
                 summary.sent += 1
-            elif result.state == DeliveryState.FAILED:
+            elif state == DeliveryState.FAILED:
                 summary.failed += 1
             else:
                 summary.retry_later += 1
-        self.metrics.record_deliveries(
-            self.tenant_code, self.channel,
-            Counter(
-                str(outcome_of(r.state, job.purpose)) for job, r in results if r.state in (DeliveryState.SENT, DeliveryState.FAILED)
-            ),
-        )
+                continue
+            outcome = _OUTCOMES[state, job.purpose]
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        self.metrics.record_deliveries(self.tenant_code, self.channel, outcomes)
         # In id order: concurrent writers of overlapping rows then lock them in one order.
         changes.sort(key=lambda change: change["_id"])
         blocks = [
