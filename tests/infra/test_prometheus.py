@@ -125,6 +125,11 @@ def test_prometheus_scraping_the_workers_counts_what_the_delivery_rows_say(tmp_p
                 'sum by (instance) (last_over_time(consentry_deliveries_total{state="sent"}[10m]))')
             assert per_worker and {r["metric"]["instance"] for r in per_worker} <= {f"127.0.0.1:{p}" for p in ports}
         finally:
+            # The other worker also waits for a last scrape before it exits (--metrics-linger):
+            # stopped while Prometheus still scrapes, it exits at the next scrape (a second)
+            # instead of sitting out the whole linger against a stopped Prometheus.
+            for worker in workers:
+                worker.stop()
             prometheus.stop()
     finally:
         for worker in workers:
