@@ -99,3 +99,29 @@ def test_progress_is_reported_per_chunk_up_to_the_whole_file(workspace):
     assert seen[-1][1] == path.stat().st_size
     with progress_bar("import", 100, io.StringIO()) as advance:  # not a terminal: no bar
         assert advance is None
+
+
+def test_chunk_rows_sets_the_rows_read_at_a_time(workspace):
+    """`--chunk-rows` (the large-file test above relies on it for five chunks of 1,000)."""
+    path = workspace.contacts_file(*(f"K{i},,,,,,,,,," for i in range(2_500)), name="chunks.csv")
+    result = workspace.import_contacts(path, "acme", "--workers", "0", "--chunk-rows", "1000")
+    assert result.code == 0, result.err
+    seen = []
+
+    async def run():
+        from engine.clock import system_clock
+        from engine.db.session import make_engine
+        from engine.imports import import_contacts
+
+        engine = make_engine(workspace.url)
+        try:
+            return await import_contacts(engine, str(path), "globex", workers=0, chunk_rows=1_000,
+                                         on_progress=lambda *p: seen.append(p), clock=system_clock)
+        finally:
+            await engine.dispose()
+
+    import asyncio
+
+    assert asyncio.run(run()).contacts_created == 2_500
+    assert [rows for rows, _ in seen] == [1_000, 2_000, 2_500]
+    assert workspace.import_contacts(path, "acme", "--chunk-rows", "0").code == 2  # at least one row a chunk
