@@ -145,10 +145,11 @@ def test_arq_workers_stop_on_a_pause_over_the_api_and_resume_sends_each_once(tmp
     env = {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
     assert "CONSENTRY_LAUNCH_BACKEND" not in env  # arq because CONSENTRY_REDIS_URL is set
     log = (tmp_path / "serve.log").open("w")
-    server, base = _serve(env, log)
-    try:
-        with Processes(tmp_path / "logs", env) as processes:
-            workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
+    with Processes(tmp_path / "logs", env) as processes:
+        # The workers start (seconds of imports) while serve does: they wait on Redis for jobs.
+        workers = [processes.start(f"worker-{n}", "worker", "--metrics-port", "0") for n in (1, 2)]
+        server, base = _serve(env, log)
+        try:
             definition = yaml.safe_load(data.sms_yaml.read_text())
             assert _post_json(f"{base}/api/v1/campaigns", key, definition)[0] == 201
             status, body = _post(f"{base}/api/v1/campaigns/{CODE}/launch", key)
@@ -169,10 +170,10 @@ def test_arq_workers_stop_on_a_pause_over_the_api_and_resume_sends_each_once(tmp
                   180, "the resumed campaign to finish")
             for worker in workers:
                 assert worker.popen.poll() is None, worker.output()[-3000:]
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
     received = assert_each_recipient_once(db, capture.sms)
     assert len(received) > settled
     print(f"arq: paused after {settled} texts, flat for {CLAIM_TTL_S} s; {len(received)} texts in all, each once")
