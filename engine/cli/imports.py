@@ -14,10 +14,18 @@ import sys
 import click
 
 from engine.cli.common import Context, common_options, pass_context, run, run_on_database
+from engine.imports.csv_source import CHUNK_ROWS
 from engine.imports.parallel import DEFAULT_WORKERS
 
 
 def _import_options(function):
+    function = click.option(
+        "--chunk-rows",
+        type=click.IntRange(min=1),
+        default=CHUNK_ROWS,
+        show_default=True,
+        help="Rows read, checked and written at a time (smaller: less memory per worker, more round trips).",
+    )(function)
     function = click.option(
         "--workers",
         type=click.IntRange(min=0),
@@ -41,7 +49,7 @@ def _import_options(function):
 
 
 def _run_import(ctx: Context, kind: str, path: str, tenant: str, skip_invalid: bool,
-                rejects_path: str | None, workers: int) -> None:
+                rejects_path: str | None, workers: int, chunk_rows: int) -> None:
     from engine.db.session import make_engine
     from engine.imports import import_consent_events, import_contacts
     from engine.imports.progress import progress_bar
@@ -64,6 +72,7 @@ def _run_import(ctx: Context, kind: str, path: str, tenant: str, skip_invalid: b
                     skip_invalid=skip_invalid,
                     rejects_path=rejects_path,
                     workers=workers,
+                    chunk_rows=chunk_rows,
                     on_reject=rejected if skip_invalid else None,
                     on_progress=on_progress,
                     clock=ctx.clock,
@@ -85,9 +94,9 @@ def contacts() -> None:
 @common_options
 @pass_context
 def contacts_import(ctx: Context, path: str, tenant: str, skip_invalid: bool, rejects_path: str | None,
-                    workers: int) -> None:
+                    workers: int, chunk_rows: int) -> None:
     """Import (upsert) contacts from a CSV file, atomically unless --skip-invalid."""
-    _run_import(ctx, "contacts", path, tenant, skip_invalid, rejects_path, workers)
+    _run_import(ctx, "contacts", path, tenant, skip_invalid, rejects_path, workers, chunk_rows)
 
 
 @contacts.command("link")
@@ -114,9 +123,9 @@ def consent() -> None:
 @common_options
 @pass_context
 def consent_import(ctx: Context, path: str, tenant: str, skip_invalid: bool, rejects_path: str | None,
-                   workers: int) -> None:
+                   workers: int, chunk_rows: int) -> None:
     """Append consent events from a CSV file, atomically unless --skip-invalid."""
-    _run_import(ctx, "consent", path, tenant, skip_invalid, rejects_path, workers)
+    _run_import(ctx, "consent", path, tenant, skip_invalid, rejects_path, workers, chunk_rows)
 
 
 @consent.command("migrate-legacy")

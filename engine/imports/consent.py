@@ -26,7 +26,7 @@ from engine.imports.consent_rows import (
     EventRules,
     check_event_rows,
 )
-from engine.imports.csv_source import Chunk, CsvSource, Header
+from engine.imports.csv_source import CHUNK_ROWS, Chunk, CsvSource, Header
 from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
 from engine.imports.progress import ProgressCallback
@@ -49,6 +49,7 @@ async def import_consent_events(
     skip_invalid: bool = False,
     rejects_path: str | None = None,
     workers: int = DEFAULT_WORKERS,
+    chunk_rows: int = CHUNK_ROWS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Clock,
@@ -58,7 +59,7 @@ async def import_consent_events(
     Error handling as for import_contacts: InputErrors and nothing written, unless
     `skip_invalid`.
     """
-    with CsvSource(path, COLUMNS, REQUIRED) as source:
+    with CsvSource(path, COLUMNS, REQUIRED, chunk_rows) as source:
         async with engine.begin() as conn:
             record = await load_tenant(conn, tenant)
             await refresh_statistics(conn)  # the contacts may have just been imported

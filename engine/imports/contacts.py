@@ -36,7 +36,7 @@ from engine.imports.contact_rows import (
     check_contact_rows,
 )
 from engine.imports.contact_writes import write_contact_rows
-from engine.imports.csv_source import Chunk, CsvSource, Header
+from engine.imports.csv_source import CHUNK_ROWS, Chunk, CsvSource, Header
 from engine.imports.ledger import record_event_rows
 from engine.imports.parallel import DEFAULT_WORKERS, run_pipeline
 from engine.imports.progress import ProgressCallback
@@ -62,6 +62,7 @@ async def import_contacts(
     skip_invalid: bool = False,
     rejects_path: str | None = None,
     workers: int = DEFAULT_WORKERS,
+    chunk_rows: int = CHUNK_ROWS,
     on_reject: Callable[[InputError], None] | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Clock,
@@ -72,7 +73,7 @@ async def import_contacts(
     the valid rows and passes each error to `on_reject`. `rejects_path` receives the
     rejected rows either way.
     """
-    with CsvSource(path, COLUMNS, REQUIRED) as source:
+    with CsvSource(path, COLUMNS, REQUIRED, chunk_rows) as source:
         async with engine.begin() as conn:
             record = await load_tenant(conn, tenant)
             rules = ContactRules.for_file(source.header, record.policy)

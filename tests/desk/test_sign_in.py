@@ -7,12 +7,15 @@ and its CSRF token), which is all these tests need.
 
 from __future__ import annotations
 
-import subprocess
+import io
+import os
 import sys
 
 from engine.api.keys import revoke_api_key
 from engine.desk.users import disable_user
 from tests.api.conftest import CLOCK
+from tests.cli import Result
+from tests.cli import consentry as run_cli
 from tests.desk.conftest import PASSWORD, Desk
 
 PAGE = "/desk/no-such-page"
@@ -146,27 +149,32 @@ async def test_next_never_leaves_the_desk(desk: Desk) -> None:
             assert not response.headers["Location"].startswith("//")
 
 
-def test_users_are_added_listed_and_disabled_from_the_command_line(tmp_path) -> None:  # noqa: ANN001
-    env = {"CONSENTRY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}", "PATH": "/usr/bin:/bin"}
+def test_users_are_added_listed_and_disabled_from_the_command_line(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    # The real command line, run in-process (tests/cli.py) instead of seven interpreter
+    # start-ups: the same click commands, exit codes, stdout and stderr. Only the database
+    # comes from the environment, as it would in a shell with nothing else set.
+    for name in [name for name in os.environ if name.startswith("CONSENTRY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CONSENTRY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
 
-    def consentry(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True,
-                              env=env, timeout=60)
+    def consentry(*args: str, stdin: str = "") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        return run_cli(*args)
 
-    assert consentry("db", "init").returncode == 0
+    assert consentry("db", "init").code == 0
     tenant = tmp_path / "tenant.yaml"
     tenant.write_text("tenant: t1\nname: T1\ncountry: US\ntimezone: America/New_York\n", encoding="utf-8")
-    assert consentry("tenant", "apply", str(tenant)).returncode == 0
+    assert consentry("tenant", "apply", str(tenant)).code == 0
     added = consentry("users", "add", "--tenant", "t1", "--username", "ava", "--role", "sales", "--password-stdin",
                       stdin=PASSWORD + "\n")
-    assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == "desk user ava of tenant t1, role sales"
+    assert added.code == 0, added.err
+    assert added.out.strip() == "desk user ava of tenant t1, role sales"
     short = consentry("users", "add", "--tenant", "t1", "--username", "bo", "--role", "sales", "--password-stdin",
                       stdin="short\n")
-    assert short.returncode != 0 and "at least 12 characters" in short.stderr
+    assert short.code != 0 and "at least 12 characters" in short.err
     again = consentry("users", "add", "--tenant", "t1", "--username", "ava", "--role", "admin", "--password-stdin",
                       stdin=PASSWORD + "\n")
-    assert again.returncode != 0 and "already has a user 'ava'" in again.stderr
-    assert consentry("users", "disable", "ava", "--tenant", "t1").returncode == 0
-    [line] = consentry("users", "list", "--tenant", "t1").stdout.splitlines()
+    assert again.code != 0 and "already has a user 'ava'" in again.err
+    assert consentry("users", "disable", "ava", "--tenant", "t1").code == 0
+    [line] = consentry("users", "list", "--tenant", "t1").out.splitlines()
     assert line.startswith("ava\tsales\tcreated ") and "\tdisabled " in line

@@ -254,9 +254,9 @@ def test_workers_a_second_send_and_a_resume_on_one_campaign_text_each_recipient_
     tmp_path, fresh_postgres_url, redis_url, capture
 ):
     db = fresh_postgres_url
-    # Paced so the arq side alone would take ~40 s: the inline runners' start-up (seconds on
+    # Paced so the arq side alone would take ~10-20 s: the inline runners' start-up (seconds on
     # a loaded host) must not outlast the campaign, or they find nothing left to send.
-    data = dealership(tmp_path, db, contacts=1200, seed=21, rate=6)
+    data = dealership(tmp_path, db, contacts=1200, seed=21, rate=24)
     capture.run(setattr, capture.sms, "latency_ms", 10)
     started = time.monotonic()
     with Processes(tmp_path / "logs", runner_env(db, capture, redis_url)) as processes:
@@ -327,7 +327,9 @@ def test_an_opt_in_request_left_pending_and_gated_again_is_still_sent(tmp_path, 
 
 def test_a_worker_killed_mid_batch_is_taken_over_after_the_claim_ttl(tmp_path, fresh_postgres_url, redis_url, capture):
     db = fresh_postgres_url
-    data = dealership(tmp_path, db, contacts=1200, seed=22, rate=20)
+    # ~230 texts at 20/s (a dozen seconds), in batches of 50: killed after 40, the victim
+    # holds a batch and most of the campaign is still to send.
+    data = dealership(tmp_path, db, contacts=600, seed=22, rate=20)
     capture.run(setattr, capture.sms, "latency_ms", 10)
     started = time.monotonic()
     with Processes(tmp_path / "logs", runner_env(db, capture, redis_url)) as processes:

@@ -1,13 +1,15 @@
 """A file of several chunks: checked in worker processes, written in order, still atomic.
 
-The import reads 4,000 rows a chunk; 20,000 rows make five, so the process pool runs and
-repeated external_ids must be found across chunks (the first one written, or rejected,
-chunks earlier). No timing here: speed is bench/bench_import.py's business.
+The imports here read 1,000 rows a chunk (`--chunk-rows`; 4,000 by default, the same
+code); 5,000 rows make five, so the process pool runs and repeated external_ids must be
+found across chunks (the first one written, or rejected, chunks earlier). No timing here:
+speed is bench/bench_import.py's business.
 """
 
 from __future__ import annotations
 
-ROWS = 20_000
+ROWS = 5_000
+CHUNK = ("--chunk-rows", "1000")  # five chunks of ROWS
 
 
 def _contacts(workspace, name="many.csv"):
@@ -29,23 +31,23 @@ def test_a_large_file_in_worker_processes(workspace):
     path = _contacts(workspace)
 
     # Atomic across chunks: the bad rows are in the first and the last one.
-    result = workspace.import_contacts(path, "acme", "--workers", "2")
+    result = workspace.import_contacts(path, "acme", "--workers", "2", *CHUNK)
     assert result.code == 2
     assert [line for line in result.err.splitlines() if line.startswith("error: ")] == [
         f"error: {path}:3: email: 'bad@@example.com' is not an email address (expected local@domain with one @)",
-        f"error: {path}:20002: external_id: 'C00001' repeats line 3 (external_id must be unique in the file)",
-        f"error: {path}:20003: external_id: 'C00002' repeats an earlier line (external_id must be unique in the file)",
-        f"error: {path}:20004: phone: 'call me' is not a phone number (no digits of a phone number)",
+        f"error: {path}:5002: external_id: 'C00001' repeats line 3 (external_id must be unique in the file)",
+        f"error: {path}:5003: external_id: 'C00002' repeats an earlier line (external_id must be unique in the file)",
+        f"error: {path}:5004: phone: 'call me' is not a phone number (no digits of a phone number)",
     ]
     assert workspace.snapshot() == {"contacts": [], "contact_points": [], "consent_events": []}
 
     # Worker processes store what the importing process stores.
-    pooled = workspace.import_contacts(path, "acme", "--skip-invalid", "--workers", "2")
-    inline = workspace.import_contacts(path, "globex", "--skip-invalid", "--workers", "0")
+    pooled = workspace.import_contacts(path, "acme", "--skip-invalid", "--workers", "2", *CHUNK)
+    inline = workspace.import_contacts(path, "globex", "--skip-invalid", "--workers", "0", *CHUNK)
     for result in (pooled, inline):
         assert result.code == 0, result.err
         assert result.out.strip() == (
-            f"{path}: 20003 rows read, 19999 contacts created, 0 updated, 2000 consent events recorded, 4 rejected"
+            f"{path}: 5003 rows read, 4999 contacts created, 0 updated, 500 consent events recorded, 4 rejected"
         )
 
     def stored(tenant):
@@ -58,7 +60,7 @@ def test_a_large_file_in_worker_processes(workspace):
         )
 
     acme = stored("acme")
-    assert len(acme) == 2 * 19_999
+    assert len(acme) == 2 * 4_999
     assert acme[:2] == [
         ("C00000", "First0", True, acme[0][3], "email", "user0@example.com", True, None),
         ("C00000", "First0", True, acme[0][3], "phone", "+14155550000", True, "America/Los_Angeles"),
@@ -97,3 +99,29 @@ def test_progress_is_reported_per_chunk_up_to_the_whole_file(workspace):
     assert seen[-1][1] == path.stat().st_size
     with progress_bar("import", 100, io.StringIO()) as advance:  # not a terminal: no bar
         assert advance is None
+
+
+def test_chunk_rows_sets_the_rows_read_at_a_time(workspace):
+    """`--chunk-rows` (the large-file test above relies on it for five chunks of 1,000)."""
+    path = workspace.contacts_file(*(f"K{i},,,,,,,,,," for i in range(2_500)), name="chunks.csv")
+    result = workspace.import_contacts(path, "acme", "--workers", "0", "--chunk-rows", "1000")
+    assert result.code == 0, result.err
+    seen = []
+
+    async def run():
+        from engine.clock import system_clock
+        from engine.db.session import make_engine
+        from engine.imports import import_contacts
+
+        engine = make_engine(workspace.url)
+        try:
+            return await import_contacts(engine, str(path), "globex", workers=0, chunk_rows=1_000,
+                                         on_progress=lambda *p: seen.append(p), clock=system_clock)
+        finally:
+            await engine.dispose()
+
+    import asyncio
+
+    assert asyncio.run(run()).contacts_created == 2_500
+    assert [rows for rows, _ in seen] == [1_000, 2_000, 2_500]
+    assert workspace.import_contacts(path, "acme", "--chunk-rows", "0").code == 2  # at least one row a chunk

@@ -115,6 +115,9 @@ def test_every_documented_metric_is_recorded_by_a_real_run(tmp_path, sqlite_url,
         key = ok("keys", "create", "--tenant", "acme-motors", "--role", "admin", "--name", "metrics", "--db", db).out.strip()
         serve = Consentry(tmp_path, "serve", ["serve", "--port", "0", "--metrics-port", "0"], env)
         processes.append(serve)
+        # The inbound SMTP server is independent of serve: it starts alongside (checked below).
+        inbound = Consentry(tmp_path, "inbound", ["inbound", "smtp", "--port", "0", "--metrics-port", "0"], env)
+        processes.append(inbound)
         api = serve.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
         serve_metrics = serve.wait_for_line(r"metrics on (http://\S+)").group(1)
         post(f"{api}/api/v1/webhooks", {"url": f"http://127.0.0.1:{closed_port()}/hook",
@@ -127,8 +130,6 @@ def test_every_documented_metric_is_recorded_by_a_real_run(tmp_path, sqlite_url,
             "consentry_campaigns_active",
         })
 
-        inbound = Consentry(tmp_path, "inbound", ["inbound", "smtp", "--port", "0", "--metrics-port", "0"], env)
-        processes.append(inbound)
         inbound_metrics = inbound.wait_for_line(r"metrics on (http://\S+)").group(1)
         inbound_port = int(inbound.wait_for_line(r"listening on \S*?:(\d+)").group(1))
         with smtplib.SMTP("127.0.0.1", inbound_port, timeout=30) as client:

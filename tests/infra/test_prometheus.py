@@ -92,11 +92,13 @@ def test_prometheus_scraping_the_workers_counts_what_the_delivery_rows_say(tmp_p
         for n, port in enumerate(ports)
     ]
     try:
-        for worker in workers:
-            worker.wait_for_line(r"metrics on http://")
+        # Prometheus starts while the workers do (their ports are fixed above): a target not
+        # listening yet is just `up == 0` until it is.
         prometheus = PrometheusServer(tmp_path / "prometheus", {"consentry-worker": [f"127.0.0.1:{p}" for p in ports]},
                                       scrape_interval_s=1.0).start()
         try:
+            for worker in workers:
+                worker.wait_for_line(r"metrics on http://")
             # Both targets up and scraped once, before anything is sent: the counters' first
             # samples come from the workers' own series, not from a campaign half sent.
             assert settled(prometheus, 'count(up{job="consentry-worker"} == 1)', 2) == 2
@@ -125,6 +127,11 @@ def test_prometheus_scraping_the_workers_counts_what_the_delivery_rows_say(tmp_p
                 'sum by (instance) (last_over_time(consentry_deliveries_total{state="sent"}[10m]))')
             assert per_worker and {r["metric"]["instance"] for r in per_worker} <= {f"127.0.0.1:{p}" for p in ports}
         finally:
+            # The other worker also waits for a last scrape before it exits (--metrics-linger):
+            # stopped while Prometheus still scrapes, it exits at the next scrape (a second)
+            # instead of sitting out the whole linger against a stopped Prometheus.
+            for worker in workers:
+                worker.stop()
             prometheus.stop()
     finally:
         for worker in workers:
