@@ -6,14 +6,31 @@ metric, the label policy, the Grafana dashboard (``metrics/dashboards``) and the
 (``metrics/alerts.yml``).
 """
 
-from metrics.exporter import (
-    REGISTRY_KEY,
-    MetricsServer,
-    add_metrics_route,
-    metrics_handler,
-    start_metrics_server,
-)
+from typing import TYPE_CHECKING, Any
+
 from metrics.instruments import ALL_TENANTS, NONE, OTHER, Instruments, default_instruments
+
+if TYPE_CHECKING:
+    from metrics.exporter import (
+        REGISTRY_KEY,
+        MetricsServer,
+        add_metrics_route,
+        metrics_handler,
+        start_metrics_server,
+    )
+
+# The endpoint's names are imported on first use: the exporter brings in aiohttp (its
+# import builds an SSL context), a third of a second that a command which records but
+# serves nothing (`campaign check`, an import) would pay at start.
+_EXPORTER = {"REGISTRY_KEY", "MetricsServer", "add_metrics_route", "metrics_handler", "start_metrics_server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTER:
+        from metrics import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module 'metrics' has no attribute {name!r}")
 
 __all__ = [
     "ALL_TENANTS",

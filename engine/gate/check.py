@@ -89,7 +89,6 @@ class _Labels:
 
 # A cell with one of these needs the csv module's quoting; no other cell does.
 _NEEDS_QUOTING = re.compile(r'[,"\r\n]')
-_ROW = "{},{},{},{},{},{}\n"  # CHECK_COLUMNS, as the csv writer's lineterminator ends them
 
 
 def _write_rows(
@@ -100,9 +99,10 @@ def _write_rows(
 
     The external ids and addresses are the only cells that are not ours; when none of
     them needs quoting (the usual case), a batch is formatted as one string, which is
-    what the csv module would write, for half its CPU (0.7 against 1.6 µs a row). Any
-    cell that needs quoting sends the batch through the csv module. None (no address)
-    is an empty cell either way.
+    what the csv module would write: each row's cells joined by commas, the rows by
+    newlines (0.26 µs a row, against 0.88 for a format string per row and 1.6 for the
+    csv module). Any cell that needs quoting sends the batch through the csv module.
+    None (no address) is an empty cell either way.
     """
     external_ids = list(map(_EXTERNAL_ID, contacts))
     addresses = [address or "" for address in map(_ADDRESS, contacts)]
@@ -111,7 +111,9 @@ def _write_rows(
         writer.writerows(zip(external_ids, repeat(channel), addresses, decisions, reasons, until))
         return
     # A channel is one of gating's names, which never need quoting.
-    out.write("".join(map(_ROW.format, external_ids, repeat(channel), addresses, decisions, reasons, until)))
+    if external_ids:
+        out.write("\n".join(map(",".join, zip(external_ids, repeat(channel), addresses, decisions, reasons, until))))
+        out.write("\n")
 
 
 async def check_campaign(
