@@ -266,9 +266,13 @@ async def test_headers_are_the_library_s_with_user_agent_extensions(fake_twilio:
         for extensions in ([], ["consentry/1"], ["consentry/1", "x/2"]):
             client.user_agent_extensions = stock.user_agent_extensions = list(extensions)
             for method in ("POST", "GET", "DELETE"):
-                assert client.get_headers(method, None) == stock.get_headers(method, None)
-                client.get_headers(method, None)["Authorization"] = "changed"  # a copy each time
-                assert client.get_headers(method, None) == stock.get_headers(method, None)
-            assert client.get_headers("POST", {"Content-Type": "x"}) == stock.get_headers("POST", {"Content-Type": "x"})
+                # As the resources call it (create: Content-Type and Accept), and without headers.
+                for passed in (None, {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+                               {"Content-Type": "x"}, {"Accept": "application/xml"}):
+                    expected = stock.get_headers(method, None if passed is None else dict(passed))
+                    made = client.get_headers(method, None if passed is None else dict(passed))
+                    assert list(made.items()) == list(expected.items())
+                    made["Authorization"] = "changed"  # a copy each time
+                    assert client.get_headers(method, None if passed is None else dict(passed)) == expected
     finally:
         await transport.close()
