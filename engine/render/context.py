@@ -13,7 +13,7 @@ messages, tests).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.render.tokens import preferences_url, sign_token, unsubscribe_url
 
@@ -74,6 +74,14 @@ class CampaignContext:
     postal_address: str = ""
     sender_name: str = ""
     agent_name: str = ""
+    # The standard names that are the same for every recipient (tokens and links empty),
+    # filled once: `for_recipient` copies it and sets the recipient's own.
+    _base: dict[str, object] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_base", recipient_context(
+            tenant_name=self.tenant_name, postal_address=self.postal_address,
+            sender_name=self.sender_name, agent_name=self.agent_name))
 
     def for_recipient(
         self,
@@ -93,6 +101,21 @@ class CampaignContext:
         of them (`UNSUBSCRIBE_VARIABLES`; most SMS templates): signing is a third of the cost
         of a context, paid per message.
         """
+        if extra is None and not tokens:
+            # `recipient_context` below, the campaign's names copied instead of checked and
+            # set one by one (the same dict: tests/render/test_context.py).
+            context = self._base.copy()
+            if first_name is not None:
+                context["first_name"] = first_name
+            if last_name is not None:
+                context["last_name"] = last_name
+            if external_id is not None:
+                context["external_id"] = external_id
+            if email is not None:
+                context["email"] = email
+            if phone is not None:
+                context["phone"] = phone
+            return context
         token = sign_token(self.secret, self.tenant_id, self.campaign_id, contact_id,
                            self.channel) if tokens else ""
         return recipient_context(

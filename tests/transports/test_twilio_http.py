@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -20,8 +21,9 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from engine.transports import TwilioSms
+from engine.transports.errors import TransportConnectionError
 from engine.transports.sms import classify
-from engine.transports.twilio_http import form_urlencode, quote_plus
+from engine.transports.twilio_http import LeanTwilioHttpClient, form_urlencode, quote_plus
 
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "an-auth-token"
@@ -35,6 +37,9 @@ REFUSALS = {
     "+15550009004": (400, 21606), "+15550009005": (429, 20429), "+15550009006": (500, None),
     "+15550009007": (400, 21617), "+15550009008": (503, None),
 }
+
+HANG_UP = "+15550009100"
+COOKIE_TO = "+15550009200"
 
 
 @dataclass
@@ -57,16 +62,23 @@ class FakeTwilio:
             return web.json_response({"messages": [], "next_page_uri": None, "page": 0, "page_size": 50})
         form = urllib.parse.parse_qs(body.decode("ascii"))
         to = form["To"][0]
+        if to == HANG_UP:  # the connection drops before any answer
+            assert request.transport is not None
+            request.transport.abort()
+            raise web.HTTPInternalServerError
         if to in REFUSALS:
             status, code = REFUSALS[to]
             return web.json_response({"code": code, "message": f"refused ({code})", "status": status,
                                       "more_info": "https://www.twilio.com/docs/errors"}, status=status)
-        return web.json_response({
+        response = web.json_response({
             "sid": "SM" + "a" * 32, "account_sid": ACCOUNT, "to": to, "from": form["From"][0],
             "body": form["Body"][0], "status": "queued", "num_segments": "2", "direction": "outbound-api",
             "date_created": "Mon, 30 Nov 2026 15:00:00 +0000", "date_updated": "Mon, 30 Nov 2026 15:00:00 +0000",
             "date_sent": None, "error_code": None, "uri": f"/2010-04-01/Accounts/{ACCOUNT}/Messages/SM.json",
         }, status=201)
+        if to == COOKIE_TO:  # a cookie set by the API is sent back with the next requests
+            response.set_cookie("edge", "abc123", path="/")
+        return response
 
 
 @pytest_asyncio.fixture
@@ -92,9 +104,13 @@ def stock_client(url: str) -> tuple[Client, AsyncTwilioHttpClient]:
 
 def same_request(stock: Recorded, lean: Recorded) -> None:
     assert (lean.method, lean.path_qs, lean.body) == (stock.method, stock.path_qs, stock.body)
-    for name in ("Authorization", "Content-Type", "Content-Length", "Accept", "Accept-Charset",
-                 "User-Agent", "X-Twilio-Client", "Host"):
-        assert lean.headers.get(name) == stock.headers.get(name), name
+    # Every header (Host, User-Agent, X-Twilio-Client, Accept-Charset, Content-Type, Accept,
+    # Accept-Encoding, Authorization, Content-Length...), and for a text in the same order;
+    # a read puts Authorization before aiohttp's Accept-Encoding (equivalent in HTTP).
+    if lean.method == "POST":
+        assert list(lean.headers.items()) == list(stock.headers.items())
+    else:
+        assert sorted(lean.headers.items()) == sorted(stock.headers.items())
 
 
 async def test_a_text_is_the_same_request_byte_for_byte(fake_twilio: FakeTwilio) -> None:
@@ -183,3 +199,80 @@ def test_the_form_is_what_urllib_makes() -> None:
         assert form_urlencode(data) == urllib.parse.urlencode(data, doseq=True)
     with pytest.raises(UnicodeEncodeError):  # a lone surrogate: refused, as urllib refuses it
         form_urlencode({"Body": "\ud800"})
+
+
+async def test_a_text_takes_the_direct_path_and_the_rest_the_session(fake_twilio: FakeTwilio) -> None:
+    """A text skips `ClientSession._request` (same request, above); a session with a feature
+    the direct path leaves out sends everything through `session.request`, as before."""
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        transport.client  # noqa: B018 - made inside the running loop
+        assert transport._http is not None and transport._http._direct is not None
+        assert type(transport._http.session.cookie_jar) is aiohttp.CookieJar  # cookies kept, as stock
+    finally:
+        await transport.close()
+    tracing = aiohttp.TraceConfig()
+    for session in (aiohttp.ClientSession(trace_configs=[tracing]), aiohttp.ClientSession(headers={"X-A": "1"}),
+                    aiohttp.ClientSession(raise_for_status=True)):
+        async with session:
+            assert LeanTwilioHttpClient(session)._direct is None
+
+
+async def test_cookies_the_api_sets_are_sent_back_as_the_stock_client_does(fake_twilio: FakeTwilio) -> None:
+    # By name: aiohttp's cookie jar keeps no cookie of a bare IP address.
+    url = fake_twilio.url.replace("127.0.0.1", "localhost")
+    client, http = stock_client(url)
+    for to in (COOKIE_TO, "+15550002004"):
+        await client.messages.create_async(to=to, from_=SENDER, body=BODY)
+    await http.close()
+    transport = TwilioSms(url, ACCOUNT, TOKEN)
+    try:
+        for to in (COOKIE_TO, "+15550002004"):
+            await transport.send(to, SENDER, BODY)
+    finally:
+        await transport.close()
+    stock_first, stock_second, lean_first, lean_second = fake_twilio.requests
+    same_request(stock_first, lean_first)
+    same_request(stock_second, lean_second)
+    assert lean_second.headers["Cookie"] == "edge=abc123"
+
+
+async def test_a_dropped_connection_classifies_as_with_the_stock_client(fake_twilio: FakeTwilio) -> None:
+    client, http = stock_client(fake_twilio.url)
+    with pytest.raises(aiohttp.ClientError) as stock_failure:
+        await client.messages.create_async(to=HANG_UP, from_=SENDER, body=BODY)
+    await http.close()
+    expected = classify(stock_failure.value)
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        with pytest.raises(type(expected)) as failure:
+            await transport.send(HANG_UP, SENDER, BODY)
+    finally:
+        await transport.close()
+    assert type(failure.value) is type(expected) is TransportConnectionError
+    assert str(failure.value) == str(expected)
+    assert type(failure.value.__cause__) is type(stock_failure.value)
+    same_request(*fake_twilio.requests)
+
+
+async def test_headers_are_the_library_s_with_user_agent_extensions(fake_twilio: FakeTwilio) -> None:
+    """The headers made once per method (`_Client.get_headers`) are the library's own, and
+    follow a change of `user_agent_extensions`."""
+    stock, http = stock_client(fake_twilio.url)
+    await http.close()
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        client = transport.client
+        for extensions in ([], ["consentry/1"], ["consentry/1", "x/2"]):
+            client.user_agent_extensions = stock.user_agent_extensions = list(extensions)
+            for method in ("POST", "GET", "DELETE"):
+                # As the resources call it (create: Content-Type and Accept), and without headers.
+                for passed in (None, {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+                               {"Content-Type": "x"}, {"Accept": "application/xml"}):
+                    expected = stock.get_headers(method, None if passed is None else dict(passed))
+                    made = client.get_headers(method, None if passed is None else dict(passed))
+                    assert list(made.items()) == list(expected.items())
+                    made["Authorization"] = "changed"  # a copy each time
+                    assert client.get_headers(method, None if passed is None else dict(passed)) == expected
+    finally:
+        await transport.close()
