@@ -126,10 +126,19 @@ def _encoding(content_type: str) -> str | None:
     return None
 
 
-def _direct_settings(session: aiohttp.ClientSession) -> dict[str, object] | None:
+# The aiohttp releases `_post` was written against and tested with (it mirrors
+# `ClientSession._request`, which is not a public API). Under any other release every
+# request takes `session.request`: an upgrade can make a text dearer, never wrong.
+DIRECT_PATH_AIOHTTP = ("3.14.",)
+
+
+def _direct_settings(session: aiohttp.ClientSession, version: str = aiohttp.__version__) -> dict[str, object] | None:
     """The session's settings `_post` sends with, or None when `_post` would not make the
-    request `session.request` makes (a feature `_post` leaves out is in use, or this aiohttp
-    names its settings otherwise: then every request takes `session.request`)."""
+    request `session.request` makes (another aiohttp release, a feature `_post` leaves out is
+    in use, or this aiohttp names its settings otherwise: then every request takes
+    `session.request`)."""
+    if not version.startswith(DIRECT_PATH_AIOHTTP):
+        return None
     try:
         if (session._trace_configs or session._middlewares or session._default_headers
                 or session._skip_auto_headers or session._default_auth is not None

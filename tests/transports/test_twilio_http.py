@@ -218,6 +218,16 @@ async def test_a_text_takes_the_direct_path_and_the_rest_the_session(fake_twilio
             assert LeanTwilioHttpClient(session)._direct is None
 
 
+async def test_an_aiohttp_release_the_direct_path_was_not_tested_with_takes_the_session() -> None:
+    # The direct path mirrors aiohttp's private `_request`: an upgrade must fall back to it.
+    from engine.transports.twilio_http import _direct_settings
+
+    async with aiohttp.ClientSession() as session:
+        assert _direct_settings(session) is not None
+        assert _direct_settings(session, version="3.15.0") is None
+        assert _direct_settings(session, version="4.0.0a1") is None
+
+
 async def test_cookies_the_api_sets_are_sent_back_as_the_stock_client_does(fake_twilio: FakeTwilio) -> None:
     # By name: aiohttp's cookie jar keeps no cookie of a bare IP address.
     url = fake_twilio.url.replace("127.0.0.1", "localhost")
