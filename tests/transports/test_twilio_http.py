@@ -147,10 +147,12 @@ async def test_a_reconciling_read_is_the_same_request(fake_twilio: FakeTwilio) -
     assert lean.method == "GET" and "PageSize=50" in lean.path_qs
 
 
-@pytest.mark.parametrize("to", sorted(REFUSALS))
-async def test_refusals_classify_as_with_the_stock_client(fake_twilio: FakeTwilio, to: str) -> None:
+async def failing_both_ways(fake_twilio: FakeTwilio, to: str,
+                            stock_error: type[Exception]) -> tuple[Exception, Exception, Exception]:
+    """A text to `to` through the stock client, then through ours: (the stock client's
+    exception, its classification, our transport's exception)."""
     client, http = stock_client(fake_twilio.url)
-    with pytest.raises(TwilioRestException) as stock_failure:
+    with pytest.raises(stock_error) as stock_failure:
         await client.messages.create_async(to=to, from_=SENDER, body=BODY)
     await http.close()
     expected = classify(stock_failure.value)
@@ -160,7 +162,12 @@ async def test_refusals_classify_as_with_the_stock_client(fake_twilio: FakeTwili
             await transport.send(to, SENDER, BODY)
     finally:
         await transport.close()
-    error = failure.value
+    return stock_failure.value, expected, failure.value
+
+
+@pytest.mark.parametrize("to", sorted(REFUSALS))
+async def test_refusals_classify_as_with_the_stock_client(fake_twilio: FakeTwilio, to: str) -> None:
+    _stock, expected, error = await failing_both_ways(fake_twilio, to, TwilioRestException)
     assert type(error) is type(expected)
     assert (error.code, error.status, getattr(error, "block_cause", None), str(error)) == (
         expected.code, expected.status, getattr(expected, "block_cause", None), str(expected))
@@ -248,20 +255,10 @@ async def test_cookies_the_api_sets_are_sent_back_as_the_stock_client_does(fake_
 
 
 async def test_a_dropped_connection_classifies_as_with_the_stock_client(fake_twilio: FakeTwilio) -> None:
-    client, http = stock_client(fake_twilio.url)
-    with pytest.raises(aiohttp.ClientError) as stock_failure:
-        await client.messages.create_async(to=HANG_UP, from_=SENDER, body=BODY)
-    await http.close()
-    expected = classify(stock_failure.value)
-    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
-    try:
-        with pytest.raises(type(expected)) as failure:
-            await transport.send(HANG_UP, SENDER, BODY)
-    finally:
-        await transport.close()
-    assert type(failure.value) is type(expected) is TransportConnectionError
-    assert str(failure.value) == str(expected)
-    assert type(failure.value.__cause__) is type(stock_failure.value)
+    stock, expected, error = await failing_both_ways(fake_twilio, HANG_UP, aiohttp.ClientError)
+    assert type(error) is type(expected) is TransportConnectionError
+    assert str(error) == str(expected)
+    assert type(error.__cause__) is type(stock)
     same_request(*fake_twilio.requests)
 
 
