@@ -54,11 +54,15 @@ def recipient_context(
         if value is not None:
             context[name] = value
     if extra:
-        clash = STANDARD_VARIABLES.intersection(extra)
-        if clash:
-            raise ValueError(f"extra variables may not replace standard ones: {sorted(clash)}")
-        context.update(extra)
+        _add_extra(context, extra)
     return context
+
+
+def _add_extra(context: dict[str, object], extra: Mapping[str, object]) -> None:
+    clash = STANDARD_VARIABLES.intersection(extra)
+    if clash:
+        raise ValueError(f"extra variables may not replace standard ones: {sorted(clash)}")
+    context.update(extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,35 +105,24 @@ class CampaignContext:
         of them (`UNSUBSCRIBE_VARIABLES`; most SMS templates): signing is a third of the cost
         of a context, paid per message.
         """
-        if extra is None and not tokens:
-            # `recipient_context` below, the campaign's names copied instead of checked and
-            # set one by one (the same dict: tests/render/test_context.py).
-            context = self._base.copy()
-            if first_name is not None:
-                context["first_name"] = first_name
-            if last_name is not None:
-                context["last_name"] = last_name
-            if external_id is not None:
-                context["external_id"] = external_id
-            if email is not None:
-                context["email"] = email
-            if phone is not None:
-                context["phone"] = phone
-            return context
-        token = sign_token(self.secret, self.tenant_id, self.campaign_id, contact_id,
-                           self.channel) if tokens else ""
-        return recipient_context(
-            extra,
-            first_name=first_name,
-            last_name=last_name,
-            external_id=external_id,
-            email=email,
-            phone=phone,
-            tenant_name=self.tenant_name,
-            postal_address=self.postal_address,
-            sender_name=self.sender_name,
-            agent_name=self.agent_name,
-            unsubscribe_token=token,
-            unsubscribe_url=unsubscribe_url(self.public_url, token) if tokens else "",
-            preferences_url=preferences_url(self.public_url, token) if tokens else "",
-        )
+        # The campaign's names are in `_base` already: copied, not checked and set one by
+        # one as `recipient_context` does (the same dict: tests/render/test_context.py).
+        context = self._base.copy()
+        if first_name is not None:
+            context["first_name"] = first_name
+        if last_name is not None:
+            context["last_name"] = last_name
+        if external_id is not None:
+            context["external_id"] = external_id
+        if email is not None:
+            context["email"] = email
+        if phone is not None:
+            context["phone"] = phone
+        if tokens:
+            token = sign_token(self.secret, self.tenant_id, self.campaign_id, contact_id, self.channel)
+            context["unsubscribe_token"] = token
+            context["unsubscribe_url"] = unsubscribe_url(self.public_url, token)
+            context["preferences_url"] = preferences_url(self.public_url, token)
+        if extra:
+            _add_extra(context, extra)
+        return context

@@ -141,3 +141,21 @@ def test_a_context_without_tokens_is_the_general_one(fields: dict[str, str | Non
     assert list(context) == list(recipient_context())  # same names, same order
     context["first_name"] = "changed"  # each recipient's own dict: the next is untouched
     assert CONTEXT.for_recipient(8, tokens=False)["first_name"] == ""
+
+
+@settings(max_examples=100)
+@given(fields=st.fixed_dictionaries({}, optional={
+    name: st.none() | st.text(max_size=6) for name in ("external_id", "first_name", "last_name", "email", "phone")}),
+       extra=st.none() | st.dictionaries(st.sampled_from(["vehicle", "dealer"]), st.text(max_size=6)))
+def test_a_context_with_tokens_and_extra_names_is_the_general_one(
+        fields: dict[str, str | None], extra: dict[str, str] | None) -> None:
+    # The same copy of the campaign's names serves every context, tokens and extras included.
+    from engine.render.tokens import preferences_url, sign_token, unsubscribe_url
+
+    token = sign_token(CONTEXT.secret, CONTEXT.tenant_id, CONTEXT.campaign_id, 7, CONTEXT.channel)
+    assert CONTEXT.for_recipient(7, extra=extra, **fields) == recipient_context(
+        extra, **fields, tenant_name="Acme Motors", postal_address="1 Main St", sender_name="Acme Service",
+        agent_name="", unsubscribe_token=token, unsubscribe_url=unsubscribe_url(CONTEXT.public_url, token),
+        preferences_url=preferences_url(CONTEXT.public_url, token))
+    with pytest.raises(ValueError, match="may not replace standard ones"):
+        CONTEXT.for_recipient(7, extra={"unsubscribe_url": "https://evil.example"})
