@@ -40,7 +40,7 @@ def encode_body(text: str, memo: dict[bytes, bytes] | None = None) -> tuple[byte
     never cross a line end), so the lines encoded apart join into the same bytes.
     """
     data = _wire_data(text)
-    high = 0 if data.isascii() else len(data) - len(data.translate(None, _HIGH_BYTES))
+    high = _high_bytes(data)
     if _prefers_base64(high, len(data)):
         return BASE64, base64.encodebytes(data).replace(b"\n", b"\r\n")
     if memo is None:
@@ -63,7 +63,7 @@ def qp_piece(text: str, memo: dict[bytes, bytes] | None = None) -> QpPiece:
     end at a line end join into the part's encoding (`join_pieces`), so the pieces every
     recipient shares are encoded once (engine/render/skeleton.py)."""
     data = _wire_data(text)
-    high = 0 if data.isascii() else len(data) - len(data.translate(None, _HIGH_BYTES))
+    high = _high_bytes(data)
     return QpPiece(_qp(data) if memo is None else _qp_lines(data, memo), high, len(data))
 
 
@@ -77,6 +77,10 @@ def join_pieces(pieces: Sequence[QpPiece]) -> bytes | None:
     if _prefers_base64(high, size):
         return None
     return b"".join([piece.qp for piece in pieces])
+
+
+def _high_bytes(data: bytes) -> int:
+    return 0 if data.isascii() else len(data) - len(data.translate(None, _HIGH_BYTES))
 
 
 def _prefers_base64(high: int, size: int) -> bool:
