@@ -69,8 +69,11 @@ async def insert_new(conn: AsyncConnection, rows: list[dict]) -> dict[int, int]:
     """
     if not rows:
         return {}
+    # The rows come back keyed by contact, so their order is not needed: asking SQLAlchemy
+    # for it (`sort_by_parameter_order`) cannot be batched with ON CONFLICT DO NOTHING and
+    # ran one INSERT per row (90 µs of CPU a row on SQLite, against 20 batched).
     result = await conn.execute(
-        _insert_ignore(conn, _d).returning(_d.c.contact_id, _d.c.id, sort_by_parameter_order=True), rows
+        _insert_ignore(conn, _d).returning(_d.c.contact_id, _d.c.id), rows
     )
     return {contact_id: delivery_id for contact_id, delivery_id in result.all()}
 
