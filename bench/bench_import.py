@@ -22,9 +22,9 @@ many rows, then, each in a fresh process:
 Each measurement runs in its own process, which reports its wall time, its own peak RSS
 (`ru_maxrss`, RUSAGE_SELF) and the largest worker's (RUSAGE_CHILDREN). The machine is
 shared: compare the ratios, which both sides of share the noise of the same minutes.
-PostgreSQL runs from tests.servers (durability off, as in the tests); `--pg-setting
-shared_buffers=128MB` (repeatable) starts it with a server setting changed, for an A/B of
-that setting. A PostgreSQL step also reports the server's CPU seconds (its processes' in
+PostgreSQL runs from tests.servers (durability off, as in the tests) with 1 GB of
+`shared_buffers`; `--pg-setting shared_buffers=128MB` (repeatable) starts it with a server
+setting changed, for an A/B of that setting. A PostgreSQL step also reports the server's CPU seconds (its processes' in
 /proc), so the cost a row can be split into row checks (workers), the importing process
 and the server's merge.
 """
@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     if "postgres" in databases:
         from tests.servers import PostgresServer
 
-        settings = dict(setting.split("=", 1) for setting in args.pg_setting)
+        # 1 GB of shared buffers, as recommended for bulk imports (docs/operations.md): the
+        # 1 M contacts and points with their indexes are ~1.4 GB; the default 128 MB made
+        # the merge cost 4 % more CPU a row (docs/benchmarks.md, "Fourth pass").
+        settings = {"shared_buffers": "1GB", **dict(setting.split("=", 1) for setting in args.pg_setting)}
         server = PostgresServer(directory / "postgres", settings=settings).start()
         urls["postgres"] = server.url()
     if "sqlite" in databases:
