@@ -22,7 +22,11 @@ many rows, then, each in a fresh process:
 Each measurement runs in its own process, which reports its wall time, its own peak RSS
 (`ru_maxrss`, RUSAGE_SELF) and the largest worker's (RUSAGE_CHILDREN). The machine is
 shared: compare the ratios, which both sides of share the noise of the same minutes.
-PostgreSQL runs from tests.servers (durability off, as in the tests).
+PostgreSQL runs from tests.servers (durability off, as in the tests) with 1 GB of
+`shared_buffers`; `--pg-setting shared_buffers=128MB` (repeatable) starts it with a server
+setting changed, for an A/B of that setting. A PostgreSQL step also reports the server's CPU seconds (its processes' in
+/proc), so the cost a row can be split into row checks (workers), the importing process
+and the server's merge.
 """
 
 from __future__ import annotations
@@ -209,6 +213,28 @@ def _measure(kind: str, path: str, url: str, workers: int) -> dict:
     }
 
 
+def _server_cpu_seconds(server) -> float:
+    """CPU seconds of the bench's PostgreSQL so far, from /proc: the postmaster, its live
+    children (backends, autovacuum, checkpointer) and, in the postmaster's cutime and
+    cstime, the children it has reaped (each step's backends exit with its process)."""
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited between listdir and open: counted in the postmaster's cutime
+        if int(entry) == postmaster:
+            total += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def _in_process(kind: str, path: Path, url: str, workers: int) -> dict:
     command = [sys.executable, "-m", "bench.bench_import", "--measure", kind, str(path), "--url", url,
                "--workers", str(workers)]
@@ -238,12 +264,13 @@ def _prepare_database(url: str) -> None:
 def _report(results: list[dict], database: str, rows: int, workers: int) -> None:
     by_kind = {result["kind"]: result for result in results}
     print(f"\n{rows:,} rows, {database}, {workers} worker processes, {os.cpu_count()} CPUs")
-    print(f"{'step':<18}{'wall s':>8}{'rows/s':>10}{'main cpu':>10}{'workers cpu':>12}{'main RSS':>10}{'worker RSS':>11}{'x check':>9}")
+    print(f"{'step':<18}{'wall s':>8}{'rows/s':>10}{'main cpu':>10}{'workers cpu':>12}{'server cpu':>11}"
+          f"{'main RSS':>10}{'worker RSS':>11}{'x check':>9}")
     for result in results:
         check = by_kind.get("check-" + result["kind"].split("-")[-1])
         ratio = f"{result['wall_s'] / check['wall_s']:.2f}" if check and check is not result else ""
         print(f"{result['kind']:<18}{result['wall_s']:>8.1f}{result['rows_per_s']:>10,}{result['main_cpu_s']:>10.1f}"
-              f"{result['workers_cpu_s']:>12.1f}{result['main_peak_rss_mb']:>9}M{result['worker_peak_rss_mb']:>10}M{ratio:>9}")
+              f"{result['workers_cpu_s']:>12.1f}{result.get('server_cpu_s', 0.0):>11.1f}{result['main_peak_rss_mb']:>9}M{result['worker_peak_rss_mb']:>10}M{ratio:>9}")
     for result in results:
         print(f"  {result['kind']}: {result['summary']}")
 
@@ -266,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="default: the import's default")
     parser.add_argument("--dir", type=Path, default=None, help="keep files and database here")
     parser.add_argument("--only", choices=["contacts", "events"], default=None)
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PostgreSQL server setting for this run (repeatable)")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -293,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     if "postgres" in databases:
         from tests.servers import PostgresServer
 
-        server = PostgresServer(directory / "postgres").start()
+        # 1 GB of shared buffers, as recommended for bulk imports (docs/operations.md): the
+        # 1 M contacts and points with their indexes are ~1.4 GB; the default 128 MB made
+        # the merge cost 4 % more CPU a row (docs/benchmarks.md, "Fourth pass").
+        settings = {"shared_buffers": "1GB", **dict(setting.split("=", 1) for setting in args.pg_setting)}
+        server = PostgresServer(directory / "postgres", settings=settings).start()
         urls["postgres"] = server.url()
     if "sqlite" in databases:
         database = directory / "bench.db"
@@ -313,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, path in steps:
             # A check has no database: run once, count for each.
             for name in (urls if not kind.startswith("check-") else list(urls)[:1]):
+                server_before = _server_cpu_seconds(server) if name == "postgres" else 0.0
                 result = _in_process(kind, path, urls[name], workers)
+                if name == "postgres":
+                    result["server_cpu_s"] = round(_server_cpu_seconds(server) - server_before, 2)
                 print(json.dumps({"db": name, **result}), flush=True)
                 for each in (urls if kind.startswith("check-") else [name]):
                     results[each].append(result)

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -280,9 +280,19 @@ class PostgresServer:
     running server's feet.
     """
 
-    def __init__(self, base_dir: Path, *, port: int | None = None, keep_data: bool = False) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        port: int | None = None,
+        keep_data: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.bindir = find_postgres_bindir()
         self.keep_data = keep_data
+        # Extra `-c name=value` server settings, after the defaults below (a later -c wins):
+        # a benchmark's A/B of one setting, e.g. {"shared_buffers": "128MB"}.
+        self.settings = dict(settings or {})
         self.base_dir = Path(base_dir)
         self.cluster_dir = self.base_dir / "cluster"
         self.log_path = self.base_dir / "postgres.log"
@@ -419,6 +429,8 @@ class PostgresServer:
             "-c", "timezone=UTC",
             "-c", "log_min_messages=warning",
         ]  # fmt: skip
+        for name, value in self.settings.items():
+            args += ["-c", f"{name}={value}"]
         with open(self.log_path, "ab") as log:
             self._proc = self._popen(args, log)
         _wait_until(self._is_ready, self._proc, f"postgres on port {self.port}", self.log_path)
