@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.proc_cpu import postgres_cpu_seconds
+
 TENANT_YAML = """\
 tenant: bench
 name: Bench Motors
@@ -213,28 +215,6 @@ def _measure(kind: str, path: str, url: str, workers: int) -> dict:
     }
 
 
-def _server_cpu_seconds(server) -> float:
-    """CPU seconds of the bench's PostgreSQL so far, from /proc: the postmaster, its live
-    children (backends, autovacuum, checkpointer) and, in the postmaster's cutime and
-    cstime, the children it has reaped (each step's backends exit with its process)."""
-    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited between listdir and open: counted in the postmaster's cutime
-        if int(entry) == postmaster:
-            total += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
-        elif int(fields[1]) == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def _in_process(kind: str, path: Path, url: str, workers: int) -> dict:
     command = [sys.executable, "-m", "bench.bench_import", "--measure", kind, str(path), "--url", url,
                "--workers", str(workers)]
@@ -346,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, path in steps:
             # A check has no database: run once, count for each.
             for name in (urls if not kind.startswith("check-") else list(urls)[:1]):
-                server_before = _server_cpu_seconds(server) if name == "postgres" else 0.0
+                server_before = postgres_cpu_seconds(server.data_dir) if name == "postgres" else 0.0
                 result = _in_process(kind, path, urls[name], workers)
                 if name == "postgres":
-                    result["server_cpu_s"] = round(_server_cpu_seconds(server) - server_before, 2)
+                    result["server_cpu_s"] = round(postgres_cpu_seconds(server.data_dir) - server_before, 2)
                 print(json.dumps({"db": name, **result}), flush=True)
                 for each in (urls if kind.startswith("check-") else [name]):
                     results[each].append(result)

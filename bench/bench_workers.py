@@ -37,6 +37,7 @@ from pathlib import Path
 
 from bench.bench_send import EMAIL_CAMPAIGN, SMS_CAMPAIGN, TENANT, write_contacts
 from bench.bench_transport import CLOCK_TICKS, capture_server
+from bench.proc_cpu import postgres_cpu_seconds
 
 CLI = [sys.executable, "-m", "engine"]
 
@@ -46,23 +47,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def postgres_cpu_seconds(data_dir: Path) -> float:
-    """CPU of every PostgreSQL process of the bench's server (postmaster and backends)."""
-    total = 0.0
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            if int(entry) == postmaster or int(fields[1]) == postmaster:
-                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        except (OSError, ValueError):
-            continue
-    return total
 
 
 @dataclass
