@@ -25,12 +25,11 @@ results as they arrive).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -44,7 +43,7 @@ from engine.db.models import Contact
 from engine.db.retry import database_unreachable, in_transaction
 from engine.db.states import DeliveryState, Kind, Purpose
 from engine.db.tenants import TenantRecord
-from engine.send.batch_log import BatchLog, BatchTally
+from engine.send.batch_log import BatchLog
 from engine.send.breaker import PolicyBreaker
 from engine.send.campaign_inputs import cap_for, message_for, reason_code
 from engine.send.claims import Claimant
@@ -169,8 +168,7 @@ class CampaignRun:
         rate = self.definition.model.rate
         # The arq backend passes the sender's limit shared through Redis; inline, this process is the only sender.
         self.limiter = pacer or RateLimiter(rate.per_second if rate else None, burst=max(1, options.concurrency))
-        self._paced = bool(rate and rate.per_second) or pacer is not None
-        self.claim_chunk = PACED_CLAIM_CHUNK if self._paced else CLAIM_CHUNK
+        self.claim_chunk = PACED_CLAIM_CHUNK if (rate and rate.per_second) or pacer is not None else CLAIM_CHUNK
         self.summary = RunSummary()
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=options.concurrency * 4)
         self._withdrawn: list[int] = []  # claimed, never dispatched: handed back at the end
@@ -237,86 +235,36 @@ class CampaignRun:
     # -- producer -----------------------------------------------------------------------
 
     async def _produce(self) -> None:
-        """Claim the gated batches' rows a chunk at a time and hand them to the workers.
-
-        Unpaced, the next batch is loaded, gated and recorded while the workers send this
-        one (`_gate_ahead`): done in turn, the workers ran dry at every batch boundary for
-        the 0.1–0.2 s that takes, and their results then trickled in one commit each.
-        Paced, batches are gated in turn as before: a batch takes minutes to send at a low
-        rate, and gating one ahead would decide its recipients that much earlier.
-        """
-        gated: asyncio.Queue[tuple[list[Job], BatchTally] | None] = asyncio.Queue(maxsize=1)
-        gating = None if self._paced else asyncio.create_task(self._gate_ahead(gated))
-        try:
-            if gating is None:
-                async for batch in self._batches():
-                    if self._should_stop():
-                        return
-                    await self._claim_and_enqueue(*await self._gate(batch))
-                return
-            while (item := await gated.get()) is not None:
-                gated.task_done()
-                if self._should_stop():
-                    return
-                await self._claim_and_enqueue(*item)
-            await gating  # raises what stopped the gating, if anything did
-        finally:
-            if gating is not None and not gating.done():
-                gating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await gating
-
-    def _batches(self) -> AsyncIterator[Batch]:
-        return iter_batches(
+        async for batch in iter_batches(
             self.engine, self.tenant.id, self.channel, self.definition.model.audience, self.clock,
             self.options.batch_size, self.cap, after_id=self.id_range[0], upto_id=self.id_range[1],
-        )
-
-    async def _gate_ahead(self, gated: asyncio.Queue[tuple[list[Job], BatchTally] | None]) -> None:
-        """Gate and record batch after batch into `gated`, one batch ahead of the claims:
-        the next is gated only once the last was taken. Ends with None (the audience done,
-        the run stopping, or gating failed: `_produce` then raises the error from here)."""
-        try:
-            async for batch in self._batches():
-                if self._should_stop():
-                    break
-                await gated.put(await self._gate(batch))
-                await gated.join()  # taken: its rows are being claimed and sent
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            await gated.put(None)
-            raise
-        await gated.put(None)
-
-    async def _gate(self, batch: Batch) -> tuple[list[Job], BatchTally]:
-        """The batch gated, every decision recorded: the rows to claim, and its log tally."""
-        self.metrics.observe_batch_load(batch.load_s)
-        decided_before, gate_started = dict(self.summary.decided), time.perf_counter()
-        candidates = await self._gate_and_record(batch)
-        return candidates, self.batch_log.open(batch, decided_before, self.summary.decided, time.perf_counter() - gate_started)
-
-    async def _claim_and_enqueue(self, candidates: list[Job], tally: BatchTally) -> None:
-        for start in range(0, len(candidates), self.claim_chunk):
+        ):
             if self._should_stop():
                 return
-            chunk = candidates[start : start + self.claim_chunk]
-            rows = [(job.delivery_id, job.contact_id) for job in chunk]
-            claimed = await in_transaction(
-                self.engine, partial(self.claims.claim, rows=rows, bulk=self._bulk), lock=self._write_lock
-            )
-            ours = {c.delivery_id: c for c in claimed}
-            jobs = [job for job in chunk if job.delivery_id in ours]
-            for job in jobs:
-                won = ours[job.delivery_id]
-                # Claimed before by a runner that never recorded a result: it may have
-                # reached the provider. Reconcile (SMS) or resend with the same Message-ID.
-                job.in_doubt = won.attempts > 1
-                job.since_us = won.first_claimed_at_us
-            for job in jobs:
-                self.batch_log.claimed(tally, job.delivery_id)
-                await self._queue.put(job)
-        self.batch_log.seal(tally)
+            self.metrics.observe_batch_load(batch.load_s)
+            decided_before, gate_started = dict(self.summary.decided), time.perf_counter()
+            candidates = await self._gate_and_record(batch)
+            tally = self.batch_log.open(batch, decided_before, self.summary.decided, time.perf_counter() - gate_started)
+            for start in range(0, len(candidates), self.claim_chunk):
+                if self._should_stop():
+                    return
+                chunk = candidates[start : start + self.claim_chunk]
+                rows = [(job.delivery_id, job.contact_id) for job in chunk]
+                claimed = await in_transaction(
+                    self.engine, partial(self.claims.claim, rows=rows, bulk=self._bulk), lock=self._write_lock
+                )
+                ours = {c.delivery_id: c for c in claimed}
+                jobs = [job for job in chunk if job.delivery_id in ours]
+                for job in jobs:
+                    won = ours[job.delivery_id]
+                    # Claimed before by a runner that never recorded a result: it may have
+                    # reached the provider. Reconcile (SMS) or resend with the same Message-ID.
+                    job.in_doubt = won.attempts > 1
+                    job.since_us = won.first_claimed_at_us
+                for job in jobs:
+                    self.batch_log.claimed(tally, job.delivery_id)
+                    await self._queue.put(job)
+            self.batch_log.seal(tally)
 
     async def _gate_and_record(self, batch: Batch) -> list[Job]:
         """Gate the batch, record every decision, return the rows this run may try to claim."""
