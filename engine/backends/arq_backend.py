@@ -36,12 +36,15 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus
 from arq.worker import Retry, func
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.backends.shared_rate import SharedRateLimiter
 from engine.clock import Clock, offset_clock, system_clock
 from engine.config import Settings
 from engine.db.batches import iter_bounds
+from engine.db.deliveries import campaign_status
 from engine.db.session import sending_engine
+from engine.db.states import CampaignStatus
 from engine.db.tenants import TenantRecord
 from engine.send.errors import DatabaseUnreachable, RateLimitUnavailable
 from engine.send.launch import CampaignRecord
@@ -71,12 +74,19 @@ async def run_on_arq(
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=QUEUE)
     engine = sending_engine(settings.database_url, settings.claim_ttl_s)
     try:
-        jobs: list[Job] = []
+        jobs: list[tuple[int, int, Job]] = []
         async for after_id, upto_id in iter_bounds(engine, tenant.id, record.definition.model.audience, options.batch_size):
-            jobs.append(await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock()))
+            job = await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock())
+            jobs.append((after_id, upto_id, job))
         summary_total = None
-        for job in jobs:
+        for after_id, upto_id, job in jobs:
             result = await job.result(timeout=None, poll_delay=0.1)
+            # `_enqueue` waits for a job of the same batch that is still running. On a resume
+            # right after a pause, that is the paused run's job, which then ends halted with
+            # its range unsent: while the campaign is running, the batch runs again.
+            while result.get("halted") and await _running(engine, record.id):
+                job = await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock())
+                result = await job.result(timeout=None, poll_delay=0.1)
             summary_total = _merge(summary_total, result)
         summary = RunSummary()
         if summary_total:
@@ -166,7 +176,13 @@ async def send_batch(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
         "sent": summary.sent, "failed": summary.failed, "retry_later": summary.retry_later,
         "reconciled": summary.reconciled, "decided": [[list(key), n] for key, n in summary.decided.items()],
         "fatal": summary.fatal, "stop_cause": summary.stop_cause.value if summary.stop_cause else None,
+        "halted": str(summary.halted) if summary.halted else None,
     }
+
+
+async def _running(engine: AsyncEngine, campaign_id: int) -> bool:
+    async with engine.connect() as conn:
+        return await campaign_status(conn, campaign_id) == CampaignStatus.RUNNING
 
 
 async def _keep_in_progress(redis: ArqRedis, identifier: str, ttl_s: float) -> None:
