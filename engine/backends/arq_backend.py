@@ -74,10 +74,11 @@ async def run_on_arq(
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=QUEUE)
     engine = sending_engine(settings.database_url, settings.claim_ttl_s)
     try:
+        # A send `--at` a later instant: every job runs on the same shifted clock.
+        offset_us = clock() - system_clock()
         jobs: list[tuple[int, int, Job]] = []
         async for after_id, upto_id in iter_bounds(engine, tenant.id, record.definition.model.audience, options.batch_size):
-            job = await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock())
-            jobs.append((after_id, upto_id, job))
+            jobs.append((after_id, upto_id, await _enqueue(redis, record, tenant, options, after_id, upto_id, offset_us)))
         summary_total = None
         for after_id, upto_id, job in jobs:
             result = await job.result(timeout=None, poll_delay=0.1)
@@ -85,7 +86,7 @@ async def run_on_arq(
             # right after a pause, that is the paused run's job, which then ends halted with
             # its range unsent: while the campaign is running, the batch runs again.
             while result.get("halted") and await _running(engine, record.id):
-                job = await _enqueue(redis, record, tenant, options, after_id, upto_id, clock() - system_clock())
+                job = await _enqueue(redis, record, tenant, options, after_id, upto_id, offset_us)
                 result = await job.result(timeout=None, poll_delay=0.1)
             summary_total = _merge(summary_total, result)
         summary = RunSummary()
