@@ -28,13 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, result_key_prefix
-from arq.jobs import Job, JobStatus
+from arq.jobs import Job, JobStatus, ResultNotFound
 from arq.worker import Retry, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +63,8 @@ MAX_TRIES = 5
 MAX_JOBS = 4
 # The wait before a job stopped early (rate limit unreachable, claims lost) runs again, times its try.
 RATE_RETRY_S = 2.0
+# How often an enqueuer looks for a job's result in Redis.
+POLL_S = 0.1
 
 
 def job_id(campaign_id: int, after_id: int) -> str:
@@ -81,13 +85,13 @@ async def run_on_arq(
             jobs.append((after_id, upto_id, await _enqueue(redis, record, tenant, options, after_id, upto_id, offset_us)))
         summary_total = None
         for after_id, upto_id, job in jobs:
-            result = await job.result(timeout=None, poll_delay=0.1)
+            enqueue = partial(_enqueue, redis, record, tenant, options, after_id, upto_id, offset_us)
+            result = await _outcome(job, enqueue)
             # `_enqueue` waits for a job of the same batch that is still running. On a resume
             # right after a pause, that is the paused run's job, which then ends halted with
             # its range unsent: while the campaign is running, the batch runs again.
             while result.get("halted") and await _running(engine, record.id):
-                job = await _enqueue(redis, record, tenant, options, after_id, upto_id, offset_us)
-                result = await job.result(timeout=None, poll_delay=0.1)
+                result = await _outcome(await enqueue(), enqueue)
             summary_total = _merge(summary_total, result)
         summary = RunSummary()
         if summary_total:
@@ -114,18 +118,41 @@ async def _enqueue(
         # A send `--at` a later instant runs every worker on that same shifted clock.
         "clock_offset_us": clock_offset_us,
     }
-    job = await redis.enqueue_job("send_batch", payload, _job_id=identifier)
-    if job is not None:
-        return job
-    existing = Job(identifier, redis)
-    if await existing.status() == JobStatus.complete:
-        # A finished batch of an earlier run (a resume): its result is only a record, so
-        # clear it and run the batch again; the ledger skips everyone already final.
-        await redis.delete(result_key_prefix + identifier)
+    while True:
         job = await redis.enqueue_job("send_batch", payload, _job_id=identifier)
         if job is not None:
             return job
-    return existing  # queued or running right now: wait for that one
+        # Our queue named: a Job made by hand is otherwise looked for in arq's default queue,
+        # and its `result()` raises ResultNotFound at once while the job runs (a resume that
+        # found the paused run's job still running stopped there, leaving the rest pending).
+        existing = Job(identifier, redis, _queue_name=QUEUE)
+        status = await existing.status()
+        if status == JobStatus.complete:
+            # A finished batch of an earlier run (a resume): its result is only a record, so
+            # clear it and run the batch again; the ledger skips everyone already final.
+            await redis.delete(result_key_prefix + identifier)
+            continue
+        if status == JobStatus.not_found:
+            # Gone since arq refused the id: another run cleared its result to run the batch
+            # again and is enqueuing it right now. Try again: enqueue it or join that one.
+            await asyncio.sleep(POLL_S)
+            continue
+        # Queued or running right now: wait for that one. Said in the log, so an operator sees
+        # why a resumed run sends nothing yet (it may be the paused run's job, finishing).
+        log.info("%s is queued or running already: waiting for it", identifier)
+        return existing
+
+
+async def _outcome(job: Job, enqueue: Callable[[], Awaitable[Job]]) -> dict[str, Any]:
+    """The job's result; if it is gone, the batch's next job's."""
+    while True:
+        try:
+            return await job.result(timeout=None, poll_delay=POLL_S)
+        except ResultNotFound:
+            # Neither a result nor in the queue: two runs waited on one job (a launch and a
+            # resume on a paused run's job) and the other cleared its result to run the batch
+            # again, its new job not queued yet. Enqueue it or join that one.
+            job = await enqueue()
 
 
 def _merge(total: dict | None, result: dict) -> dict:
