@@ -177,3 +177,75 @@ def test_arq_workers_stop_on_a_pause_over_the_api_and_resume_sends_each_once(tmp
     received = assert_each_recipient_once(db, capture.sms)
     assert len(received) > settled
     print(f"arq: paused after {settled} texts, flat for {CLAIM_TTL_S} s; {len(received)} texts in all, each once")
+
+
+def test_arq_a_resume_while_the_paused_runs_job_still_runs_sends_the_rest_each_once(
+    tmp_path, fresh_postgres_url, redis_url, capture
+):
+    """The race, forced: the paused run's batch job is still running when the resume comes.
+
+    A `campaign send --backend arq` (as cron would start it) enqueues the campaign's one
+    batch; the worker's job sends its first texts, which the capture server holds. Then, in
+    this order, each step waited for in what a person would read (logs, the API, the sink):
+    a pause over the API; the job sees it (its log line); a resume over the API, whose run
+    finds the batch's job (same deterministic id) still running and waits for it (the serve
+    log says so); the held texts are released; the job ends halted with most of its range
+    unsent. That batch must run again, and the campaign finish, each number texted once.
+    """
+    from tests.engine.test_concurrency import (
+        Processes,
+        assert_each_recipient_once,
+        dealership,
+        runner_env,
+    )
+
+    db = fresh_postgres_url
+    # One batch (fewer contacts than the batch size, the same for the CLI and serve, so
+    # both name the same job); rate high enough that the rest takes about a second.
+    data = dealership(tmp_path, db, contacts=200, seed=21, rate=100)
+    key = ok("keys", "create", "--tenant", data.tenant, "--role", "manager", "--name", "arq race", "--db", db).out.strip()
+    env = {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
+    concurrency = 4
+    capture.run(capture.sms.hold)
+    log = (tmp_path / "serve.log").open("w")
+    with Processes(tmp_path / "logs", env) as processes:
+        worker = processes.start("worker", "worker", "--metrics-port", "0")
+        server, base = _serve(env, log)
+        try:
+            launcher = processes.start("send-arq", "campaign", "send", data.sms_yaml, "--backend", "arq",
+                                       "--concurrency", concurrency)
+            # The job is running: every one of its sending slots waits on the capture server.
+            capture.call(capture.sms.wait_held(concurrency, timeout=120))
+            assert capture.sms.messages == []
+            status, body = _post(f"{base}/api/v1/campaigns/{CODE}/pause", key)
+            assert (status, body["status"]) == (200, "paused"), body
+            # The job reads the pause at its next claim renewal (ttl / 6) and dispatches no more.
+            (campaign_id,), = _query(db, "select id from campaigns where code = :code", code=CODE)
+            _wait(lambda: f"campaign {campaign_id} is paused: runner" in worker.output(), 30,
+                  "the worker's job to see the pause")
+            status, body = _post(f"{base}/api/v1/campaigns/{CODE}/resume", key)
+            assert (status, body["backend"], body["started"]) == (202, "arq", True), body
+            job = f"consentry:campaign:{campaign_id}:after:0"
+            _wait(lambda: f"{job} is queued or running already: waiting for it" in (tmp_path / "serve.log").read_text(),
+                  30, "the resumed run to find the paused run's job still running")
+            assert capture.sms.messages == []
+            capture.run(capture.sms.release)
+
+            # The paused run's job ends halted, with all but its held texts unsent; both
+            # runs waiting on it (the launcher's and the resume's) see it and finish.
+            output = launcher.succeeded(time.monotonic() + 120)
+            assert "finished" in output, output[-3000:]
+            ended = f"campaign {data.tenant}/{CODE}: "
+            _wait(lambda: ended in (tmp_path / "serve.log").read_text(), 60, "the resumed run to end")
+            serve_log = (tmp_path / "serve.log").read_text()
+            assert f"{ended}finished" in serve_log, serve_log[-5000:]
+            assert worker.popen.poll() is None, worker.output()[-3000:]
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
+    assert _query(db, "select status from campaigns where code = :code", code=CODE) == [("finished",)]
+    # Every number once at the sink (which keeps duplicates), the ledger agreeing, nothing pending.
+    received = assert_each_recipient_once(db, capture.sms)
+    assert len(received) > concurrency, "the batch was not run again after its job ended halted"
+    print(f"arq race: {concurrency} texts held across the pause and the resume; {len(received)} texts in all, each once")
