@@ -8,6 +8,16 @@ the client builds every Messages URL from that attribute (`Domain.absolute_url`)
 `https://api.twilio.com` in production and `http://127.0.0.1:8025` (the capture server)
 locally use the same code, unforked and unpatched.
 
+A text is created through the client's own request path (`Client.request_async`: its
+headers, credentials and HTTP client), with the request `messages.create_async` makes: the
+same URL (built by the Messages resource's own `Version` and `Domain`, once), the same form
+fields in the same order, the same Content-Type and Accept headers. Its answer is read as the
+resource reads it (`Version.exception` for a status outside 2xx, JSON otherwise), for the two
+fields a send keeps: the SID and the segments. What is left out is the resource's wrapping,
+a fifth of a text's CPU in our event loop (profiled, 40,000 texts to the capture server): four
+layers of keyword arguments, and a `MessageInstance` of 25 attributes, three of them dates
+parsed from RFC 2822, made for every text and thrown away.
+
 How failures become errors (engine/transports/errors.py):
 
 | Twilio says | raised |
@@ -26,12 +36,14 @@ How failures become errors (engine/transports/errors.py):
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.version import Version
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageList
 
@@ -60,6 +72,8 @@ RECONCILE_LIMIT = 50
 _BLOCK_CAUSES = {21610: "carrier_unsubscribed", 21211: "invalid_number", 21614: "not_mobile"}
 _SENDER_CODES = {21212, 21606, 21659}  # invalid From, From not SMS-capable / not ours
 _AUTH_CODES = {20003}
+# The headers `MessageList.create_async` sends with a new Message.
+_CREATE_HEADERS = (("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"))
 
 
 # The guard of the request this task is making, asked again by every write to the socket
@@ -111,6 +125,7 @@ class TwilioSms(SmsTransport):
         self._http: LeanTwilioHttpClient | None = None
         self._client: Client | None = None
         self._messages: MessageList | None = None
+        self._create_url: str | None = None
 
     @property
     def client(self) -> Client:
@@ -138,6 +153,31 @@ class TwilioSms(SmsTransport):
             self._messages = self.client.messages
         return self._messages
 
+    @property
+    def create_url(self) -> str:
+        """The URL `messages.create_async` posts to, built by the resource's own `Version`
+        (its API version) and `Domain` (`base_url`), as every request of the resource is."""
+        if self._create_url is None:
+            messages = self.messages
+            self._create_url = messages._version.domain.absolute_url(
+                messages._version.relative_uri(messages._uri))
+        return self._create_url
+
+    async def _create(self, to: str, from_: str, body: str, status_callback: str | None) -> object:
+        """`messages.create_async(to=, from_=, body=, status_callback=)`'s request; its answer
+        as the payload the resource would wrap (see the module doc), None when unreadable."""
+        data = {"To": to, "StatusCallback": status_callback, "From": from_, "Body": body}
+        if status_callback is None:
+            del data["StatusCallback"]
+        url = self.create_url
+        response = await self.client.request_async("POST", url, data=data, headers=dict(_CREATE_HEADERS))
+        if not 200 <= response.status_code < 300:
+            raise Version.exception("POST", url, response, "Unable to create record")
+        try:
+            return json.loads(response.text) if response.text else {}
+        except ValueError:
+            return None
+
     async def send(self, to: str, from_: str, body: str, status_callback: str | None = None,
                    guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
         """Create the Message; returns (its SID, the segments Twilio bills).
@@ -152,18 +192,24 @@ class TwilioSms(SmsTransport):
             request_guard = _GUARD.set(guard)
             try:
                 async with asyncio.timeout(self.timeout):
-                    message = await self.messages.create_async(
-                        to=to, from_=from_, body=body,
-                        **({"status_callback": status_callback} if status_callback else {}),
-                    )
+                    message = await self._create(to, from_, body, status_callback or None)
             except DispatchCancelled:
                 raise
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise classify(exc) from exc
             finally:
                 _GUARD.reset(request_guard)
-        segments = message.num_segments
-        return message.sid, int(segments) if segments not in (None, "") else None
+        sid = message.get("sid") if isinstance(message, dict) else None
+        if not isinstance(sid, str) or not sid:
+            # Accepted (2xx), so the Message may exist: in doubt, as a late answer is, and
+            # settled the same way (find_sent), never failed or sent again blindly.
+            raise TransportTimeoutError("Twilio accepted the text but its answer names no Message SID")
+        assert isinstance(message, dict)
+        segments = message.get("num_segments")
+        try:
+            return sid, int(segments) if segments not in (None, "") else None  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return sid, None  # the bill's count is for the record; the text is sent
 
     async def find_sent(self, to: str, from_: str, body: str, since_us: int) -> str | None:
         """The SID of a message to `to` from `from_` with exactly `body`, created at or after
@@ -197,6 +243,7 @@ class TwilioSms(SmsTransport):
             self._http = None
             self._client = None
             self._messages = None
+            self._create_url = None
 
 
 def classify(exc: BaseException) -> TransportError:

@@ -21,7 +21,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from engine.transports import TwilioSms
-from engine.transports.errors import TransportConnectionError
+from engine.transports.errors import TransportConnectionError, TransportTimeoutError
 from engine.transports.sms import classify
 from engine.transports.twilio_http import LeanTwilioHttpClient, form_urlencode, quote_plus
 
@@ -40,6 +40,9 @@ REFUSALS = {
 
 HANG_UP = "+15550009100"
 COOKIE_TO = "+15550009200"
+# Accepted (201), with an answer that names no Message: an HTML error page of a proxy, an
+# object without a SID.
+UNREADABLE = {"+15550009301": "<html>upstream hiccup</html>", "+15550009302": '{"status": "queued"}'}
 
 
 @dataclass
@@ -66,6 +69,8 @@ class FakeTwilio:
             assert request.transport is not None
             request.transport.abort()
             raise web.HTTPInternalServerError
+        if to in UNREADABLE:
+            return web.Response(text=UNREADABLE[to], status=201, content_type="application/json")
         if to in REFUSALS:
             status, code = REFUSALS[to]
             return web.json_response({"code": code, "message": f"refused ({code})", "status": status,
@@ -131,6 +136,33 @@ async def test_a_text_is_the_same_request_byte_for_byte(fake_twilio: FakeTwilio)
     assert third.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert (sid, segments) == (stock.sid, 2)
     assert (lean.sid, lean.body, lean.date_created) == (stock.sid, BODY, stock.date_created)
+
+
+async def test_a_text_without_a_status_callback_is_the_same_request(fake_twilio: FakeTwilio) -> None:
+    client, http = stock_client(fake_twilio.url)
+    stock = await client.messages.create_async(to="+15550002002", from_=SENDER, body=BODY)
+    await http.close()
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        sent = await transport.send("+15550002002", SENDER, BODY)
+    finally:
+        await transport.close()
+    same_request(*fake_twilio.requests)
+    assert urllib.parse.parse_qs(fake_twilio.requests[1].body.decode()).keys() == {"To", "From", "Body"}
+    assert sent == (stock.sid, 2)
+
+
+@pytest.mark.parametrize("to", sorted(UNREADABLE))
+async def test_an_accepted_text_without_a_sid_is_in_doubt(fake_twilio: FakeTwilio, to: str) -> None:
+    """Twilio took the request (201) but its answer names no Message: the text may exist, so
+    the send is in doubt (reconciled before any resend, as after a late answer), not failed."""
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        with pytest.raises(TransportTimeoutError, match="names no Message SID"):
+            await transport.send(to, SENDER, BODY)
+    finally:
+        await transport.close()
+    assert len(fake_twilio.requests) == 1
 
 
 async def test_a_reconciling_read_is_the_same_request(fake_twilio: FakeTwilio) -> None:
