@@ -11,7 +11,9 @@ For each channel, in one run:
    the RSS of the largest over the smallest audience);
 2. the transport ceiling on the same server: bare aiosmtplib over `--concurrency` reused
    connections sending pre-rendered bytes, or bare `messages.create_async` at the same
-   concurrency (bench/bench_transport.py), with no database and no gating;
+   concurrency (bench/bench_transport.py), with no database and no gating; on asyncio's
+   own event loop (the reference: the client as its documentation runs it), and again on
+   uvloop, the loop `campaign send` runs on (engine/cli/common.py), printed after it;
 3. with 50 ms added to every SMTP reply and API response: `campaign send` at
    `--slow-concurrency`, against the naive baseline (an EmailMessage and a new connection
    per message / a sequential synchronous `messages.create`, extrapolated from
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.bench_transport import (
@@ -61,6 +64,7 @@ from bench.bench_transport import (
     sms_ceiling,
     sms_naive,
 )
+from engine.cli.common import loop_factory
 
 TENANT = """\
 tenant: bench
@@ -149,15 +153,18 @@ async def timed(run) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
-def ceiling_run(channel: str, port: int, count: int, concurrency: int) -> tuple[float, float]:
-    """The bare client's (seconds, CPU seconds) for `count` messages."""
-    if channel == "email":
-        messages = email_bytes(count, f"ceiling{time.time_ns()}")
-        cpu = time.process_time()
-        seconds = asyncio.run(timed(email_ceiling(port, messages, concurrency)))
-    else:
-        cpu = time.process_time()
-        seconds = asyncio.run(timed(sms_ceiling(port, count, concurrency)))
+def ceiling_run(channel: str, port: int, count: int, concurrency: int,
+                loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> tuple[float, float]:
+    """The bare client's (seconds, CPU seconds) for `count` messages, on asyncio's own event
+    loop or `loop_factory`'s."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        if channel == "email":
+            messages = email_bytes(count, f"ceiling{time.time_ns()}")
+            cpu = time.process_time()
+            seconds = runner.run(timed(email_ceiling(port, messages, concurrency)))
+        else:
+            cpu = time.process_time()
+            seconds = runner.run(timed(sms_ceiling(port, count, concurrency)))
     return seconds, time.process_time() - cpu
 
 
@@ -183,6 +190,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
             runs = [send(databases[size], workdir / f"n{size}", channel, f"{channel}-{size}", server.port, args.concurrency, args.code)
                     for size in sizes]
             ceiling_s, ceiling_cpu = ceiling_run(channel, server.port, count, args.concurrency)
+            # `campaign send` runs on uvloop (engine/cli/common.py): the bare client on the
+            # same loop too, so that the loop's share of the ratio is seen apart.
+            uv_factory = loop_factory()
+            uv_s, uv_cpu = ceiling_run(channel, server.port, count, args.concurrency, uv_factory) if uv_factory else (0.0, 0.0)
             if args.profile:
                 profile = workdir / f"{channel}.prof"
                 send(databases[count], workdir / f"n{count}", channel, f"{channel}-profiled", server.port, args.concurrency,
@@ -211,8 +222,14 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict]:
             marginal = f"; marginal {ceiling_us / extra_us:.2f}x, {extra_us:,.0f} vs {ceiling_us:,.0f} µs"
             print(json.dumps({"channel": channel, "marginal_cpu_us": round(extra_us), "ceiling_cpu_us": round(ceiling_us),
                               "marginal_cpu_vs_ceiling": round(ceiling_us / extra_us, 2)}), flush=True)
+        on_uvloop = ""
+        if uv_s:
+            uv_us = uv_cpu / count * 1e6
+            print(json.dumps({"channel": channel, "ceiling_uvloop_per_s": round(count / uv_s),
+                              "ceiling_uvloop_cpu_us": round(uv_us)}), flush=True)
+            on_uvloop = f"; bare on uvloop {count / uv_s:,.0f}/s, {uv_us:,.0f} µs"
         summaries.append(f"{channel}: campaign send {last['per_s']:,.0f}/s vs bare transport {ceiling:,.0f}/s = "
-                         f"{last['per_s'] / ceiling:.2f}x (CPU per message {ceiling_us / last['cpu_us']:.2f}x{marginal})")
+                         f"{last['per_s'] / ceiling:.2f}x (CPU per message {ceiling_us / last['cpu_us']:.2f}x{marginal}{on_uvloop})")
         if args.profile:
             print(f"--- {channel}: campaign send of {count:,} under cProfile, top {args.profile} by cumulative time", flush=True)
             print_profile(workdir / f"{channel}.prof", args.profile)

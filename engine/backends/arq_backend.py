@@ -260,7 +260,3 @@ async def run_worker(settings: Settings, burst: bool = False) -> None:
         await worker.async_run()
     finally:
         await worker.close()
-
-
-def run_worker_forever(settings: Settings, burst: bool = False) -> None:
-    asyncio.run(run_worker(settings, burst=burst))

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from engine.capture.store import DEFAULT_DIR, FILE_NAME, read_messages
+from engine.cli.common import run
 
 _store_option = click.option(
     "--store", "store", default=DEFAULT_DIR, show_default=True, metavar="DIR",
@@ -164,4 +165,4 @@ def _serve(start: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Non
             await stop()
         click.echo("stopped", err=True)
 
-    asyncio.run(main())
+    run(main())

@@ -92,8 +92,24 @@ def refuse_public_defaults(settings: Settings, command: str, host: str | None = 
     )
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (every platform but Windows), else None:
+    asyncio's own.
+
+    Why: a send is mostly event-loop work around its sockets (callbacks, transports,
+    futures), and uvloop does that work in C. The same texts and mails go out either way;
+    docs/benchmarks.md ("Send, fifth pass") has the CPU a message on both."""
+    try:
+        import uvloop
+    except ImportError:  # no build for this platform: asyncio's loop does the same work
+        return None
+    return uvloop.new_event_loop
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+    """`asyncio.run(coroutine)` on `loop_factory()`'s loop: what every command runs in."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(coroutine)
 
 
 def run_on_database(ctx: Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

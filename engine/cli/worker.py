@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults
+from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
 from engine.cli.observability import install_batch_log
 
 
@@ -22,7 +22,7 @@ from engine.cli.observability import install_batch_log
 @pass_context
 def worker(ctx: Context, burst: bool, metrics_host: str, metrics_port: int, metrics_linger: float) -> None:
     """Send campaign batches queued on Redis ($CONSENTRY_REDIS_URL) by `campaign send --backend arq`."""
-    from engine.backends.arq_backend import run_worker_forever
+    from engine.backends.arq_backend import run_worker
     from metrics import start_metrics_server
 
     settings = ctx.settings()
@@ -34,7 +34,7 @@ def worker(ctx: Context, burst: bool, metrics_host: str, metrics_port: int, metr
     server = start_metrics_server(metrics_host, metrics_port)
     click.echo(f"consentry worker: metrics on {server.url}", err=True)
     try:
-        run_worker_forever(settings, burst=burst)
+        run(run_worker(settings, burst=burst))
     except asyncio.CancelledError:
         # arq stops on SIGTERM / SIGINT by cancelling its main task: a requested stop, not
         # a failure (its running jobs are retried by another worker).
