@@ -14,7 +14,7 @@ same URL (built by the Messages resource's own `Version` and `Domain`, once), th
 fields in the same order, the same Content-Type and Accept headers. Its answer is read as the
 resource reads it (`Version.exception` for a status outside 2xx, JSON otherwise), for the two
 fields a send keeps: the SID and the segments. What is left out is the resource's wrapping,
-a fifth of a text's CPU in our event loop (profiled, 40,000 texts to the capture server): four
+a tenth of a text's CPU in our event loop (py-spy, 40,000 texts to the capture server): four
 layers of keyword arguments, and a `MessageInstance` of 25 attributes, three of them dates
 parsed from RFC 2822, made for every text and thrown away.
 
