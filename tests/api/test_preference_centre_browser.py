@@ -14,11 +14,9 @@ import itertools
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.conftest import Api
-from tests.desk.browsing import check_page
+from tests.desk.browsing import check_page, click_and_wait, find, go
 from tests.desk.browsing import chromium as browser  # noqa: F401 - the fixture
 
 # The channels explain answers for (letters and social posts are not sent by Consentry).
@@ -44,20 +42,20 @@ async def test_unticking_one_box_in_chromium_suppresses_exactly_that(api: Api, b
     before = await _decisions(api)
 
     def untick_and_save() -> str:
-        browser.get(url)
+        go(browser, url)
         check_page(browser, "preference-centre")
-        box = browser.find_element(By.ID, "third:sms:marketing")
+        box = find(browser, "third:sms:marketing", By.ID)
         assert box.is_selected()
         box.click()
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.CLASS_NAME, "saved")))
+        click_and_wait(browser, find(browser, "button[type=submit]"))
         check_page(browser, "preference-centre-saved")
-        return browser.find_element(By.CLASS_NAME, "saved").text
+        return find(browser, ".saved").text
 
     assert await asyncio.to_thread(untick_and_save) == "Your preferences have been saved."
 
     def ticked_after_reload() -> dict[str, bool]:
-        browser.get(url)
+        go(browser, url)
+        find(browser, "input[type=checkbox]")
         return {box.get_attribute("id"): box.is_selected()
                 for box in browser.find_elements(By.CSS_SELECTOR, "input[type=checkbox]")}
 

@@ -10,6 +10,13 @@ tests"):
 Selenium blocks, and the service under test runs on the test's event loop, so tests call
 these helpers in a thread: `await asyncio.to_thread(check_page, driver, "settings")`.
 
+Pages load slowly on a busy machine, and a click returns before the page it asked for has
+arrived: a lookup right after it can miss (the new page has not rendered) or hit the old
+page, whose elements go stale a moment later. So every test looks elements up with `find`
+(waits for the page to finish loading and the element to be there), and follows a link or
+submits a form with `click_and_wait` (waits until the old page is gone and the new one has
+loaded) or opens a URL with `go`.
+
 axe-core is the version pinned in scripts/ensure-system-deps.sh, which `make test` runs and
 which puts it in .cache/axe-core/<version>/axe.min.js.
 """
@@ -20,19 +27,27 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import start_chromium
 from tests.desk.conftest import PASSWORD
 
-__all__ = ["ARTIFACTS", "DESKTOP", "PHONE", "axe_violations", "check_page", "chromium", "sign_in", "visit"]
+__all__ = ["ARTIFACTS", "DESKTOP", "PHONE", "axe_violations", "check_page", "chromium", "click_and_wait", "find",
+           "go", "sign_in", "visit", "wait"]
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 ARTIFACTS = _CHECKOUT / "artifacts" / "desk"
@@ -72,17 +87,92 @@ def sign_in(driver: webdriver.Chrome, base_url: str, tenant: str, role: str, pas
 
     Any earlier session is dropped first: cookies ignore ports, so a cookie of another
     test's server on 127.0.0.1 would otherwise come along."""
-    driver.get(f"{base_url}/desk/sign-in")
+    go(driver, f"{base_url}/desk/sign-in")
     driver.delete_all_cookies()
-    driver.get(f"{base_url}/desk/sign-in")
-    form = driver.find_element(By.CSS_SELECTOR, "form[action='/desk/sign-in']")
+    go(driver, f"{base_url}/desk/sign-in")
     for name, value in (("tenant", tenant), ("username", role), ("password", password)):
-        field = form.find_element(By.NAME, name)
+        field = find(driver, f"form[action='/desk/sign-in'] [name={name}]")
         field.clear()
         field.send_keys(value)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, _WAIT).until(lambda d: "/desk/sign-in" not in d.current_url)
+    click_and_wait(driver, find(driver, "form[action='/desk/sign-in'] button[type=submit]"))
     return _path(driver.current_url, base_url)
+
+
+def wait(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
+    """A wait with the harness's generous timeout, for conditions `find` does not cover (a
+    text the page's script fills in); an element looked up again while the page replaces
+    it is tried again, not an error."""
+    return WebDriverWait(driver, _WAIT, ignored_exceptions=(StaleElementReferenceException,))
+
+
+# How chromedriver reports a page caught half torn down by a navigation, besides a stale
+# element: an unknown error carrying Chrome's own message (seen on a loaded machine).
+_TORN_DOWN = ("does not belong to the document", "Cannot find context with specified id",
+              "Execution context was destroyed", "document unloaded")
+
+
+def _torn_down(error: WebDriverException) -> bool:
+    return any(part in (error.msg or "") for part in _TORN_DOWN)
+
+
+def _loaded(driver: webdriver.Chrome) -> None:
+    def complete(d: webdriver.Chrome) -> bool:
+        try:
+            return bool(d.execute_script("return document.readyState") == "complete")
+        except WebDriverException as error:
+            if _torn_down(error):
+                return False  # the page is on its way out: ask the next one
+            raise
+
+    wait(driver).until(complete)
+
+
+def _replaced(page: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    """The old page's root is gone: stale, or its document already torn down."""
+    stale = expected_conditions.staleness_of(page)
+
+    def check(driver: webdriver.Chrome) -> bool:
+        try:
+            return stale(driver)
+        except WebDriverException as error:
+            if _torn_down(error):
+                return True
+            raise
+
+    return check
+
+
+def go(driver: webdriver.Chrome, url: str) -> None:
+    """Open `url` and wait until it has loaded."""
+    driver.get(url)
+    _loaded(driver)
+
+
+def find(driver: webdriver.Chrome, selector: str, by: str = By.CSS_SELECTOR) -> WebElement:
+    """The element `selector` (CSS unless `by` says otherwise) of the open page, once the
+    page has loaded and the element is there; fails after the harness's timeout."""
+    _loaded(driver)
+    try:
+        element: WebElement = wait(driver).until(expected_conditions.presence_of_element_located((by, selector)))
+    except TimeoutException:
+        pytest.fail(f"no {selector!r} ({by}) on {driver.current_url} within {_WAIT} s")
+    return element
+
+
+def click_and_wait(driver: webdriver.Chrome, element: WebElement) -> None:
+    """Click `element` (a link or a form's button) and wait until the browser has left the
+    page for the one the click asked for and that page has loaded: the old page's root
+    going stale is the sign the new page replaced it (its URL may be the same, and a wait
+    for the URL to change ends before the new page is there)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    WebDriverWait(driver, _WAIT).until(expected_conditions.element_to_be_clickable(element))
+    what = " ".join(element.text.split()) or element.tag_name
+    element.click()
+    try:
+        WebDriverWait(driver, _WAIT).until(_replaced(page))
+    except TimeoutException:
+        pytest.fail(f"clicking {what!r} did not leave {driver.current_url} within {_WAIT} s")
+    _loaded(driver)
 
 
 def _path(url: str, base_url: str) -> str:
@@ -91,7 +181,7 @@ def _path(url: str, base_url: str) -> str:
 
 def visit(driver: webdriver.Chrome, url: str, name: str) -> None:
     """Open `url` and check it (`check_page`)."""
-    driver.get(url)
+    go(driver, url)
     check_page(driver, name)
 
 
@@ -99,7 +189,7 @@ def check_page(driver: webdriver.Chrome, name: str) -> None:
     """Screenshots at both widths, no sideways scrolling at 390 px, and no serious or
     critical axe-core violation at either width; fails listing every problem found."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    WebDriverWait(driver, _WAIT).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    _loaded(driver)
     problems: list[str] = []
     try:
         for width, suffix in ((DESKTOP, ""), (PHONE, f"-{PHONE}")):

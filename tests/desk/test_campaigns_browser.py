@@ -17,13 +17,11 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
-from selenium.webdriver.support.ui import WebDriverWait
 
 from engine.timeutil import iso_z
 from tests.api.conftest import CLOCK
-from tests.desk.browsing import check_page, chromium
+from tests.desk.browsing import check_page, chromium, click_and_wait, find, go
 from tests.desk.conftest import PASSWORD, Desk
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
@@ -38,7 +36,7 @@ def _shot(driver: webdriver.Chrome, name: str) -> None:
 
 
 def _counts(driver: webdriver.Chrome) -> dict[tuple[str, str], int]:
-    table = driver.find_element(By.CSS_SELECTOR, "table.counts")
+    table = find(driver, "table.counts")
     counts = {}
     for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
         decision, reason, count, _share = (cell.text for cell in row.find_elements(By.TAG_NAME, "td"))
@@ -52,35 +50,32 @@ async def test_a_marketer_prepares_checks_launches_and_reads_a_campaign(desk: De
     async with desk.api.session.post(desk.api.url("/api/v1/contacts/C2/consent-events"), headers=desk.api.auth(
             "acme-motors", "sales"), json={"action": "opt_out", "method": "verbal", "occurred_at": occurred}) as r:
         assert r.status == 201
-    wait = WebDriverWait(browser, 20)
 
     def sign_in_and_fill_the_form() -> dict[tuple[str, str], int]:
-        browser.get(desk.url("/desk/campaigns/new"))
-        browser.find_element(By.ID, "tenant").send_keys("acme-motors")
-        browser.find_element(By.ID, "username").send_keys("marketer")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        wait.until(expected_conditions.presence_of_element_located((By.ID, "campaign")))
-        browser.find_element(By.ID, "campaign").send_keys("spring-offer")
-        Select(browser.find_element(By.ID, "template")).select_by_value("spring_offer")
-        browser.find_element(By.ID, "subject").send_keys("Your spring service offer")
-        browser.find_element(By.ID, "sender_email").send_keys("service@acme.example")
-        browser.find_element(By.ID, "sender_name").send_keys("Acme Service")
+        go(browser, desk.url("/desk/campaigns/new"))
+        find(browser, "#tenant").send_keys("acme-motors")
+        find(browser, "#username").send_keys("marketer")
+        find(browser, "#password").send_keys(PASSWORD)
+        click_and_wait(browser, find(browser, "form button[type=submit]"))
+        find(browser, "#campaign").send_keys("spring-offer")
+        Select(find(browser, "#template")).select_by_value("spring_offer")
+        find(browser, "#subject").send_keys("Your spring service offer")
+        find(browser, "#sender_email").send_keys("service@acme.example")
+        find(browser, "#sender_name").send_keys("Acme Service")
         _shot(browser, "campaign-new")
-        browser.find_element(By.CSS_SELECTOR, "form.campaign-form button[type=submit]").click()
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "table.counts")))
-        assert browser.find_element(By.CSS_SELECTOR, "p.notice").text.startswith("Saved as a draft")
+        click_and_wait(browser, find(browser, "form.campaign-form button[type=submit]"))
+        assert find(browser, "p.notice").text.startswith("Saved as a draft")
         _shot(browser, "campaign-check")
         return _counts(browser)
 
     counts = await asyncio.to_thread(sign_in_and_fill_the_form)
     assert counts == {("send", ""): 3, ("suppress", "opted_out"): 1}
 
-    def launch() -> None:
-        browser.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Launch')]").click()
-        wait.until(expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"), "Launched"))
+    def launch() -> str:
+        click_and_wait(browser, find(browser, "//button[starts-with(normalize-space(), 'Launch')]", By.XPATH))
+        return find(browser, "p.notice").text
 
-    await asyncio.to_thread(launch)
+    assert "Launched" in await asyncio.to_thread(launch)
     # The run is a task of the service, on this test's loop: wait for it here, not in the browser.
     deadline = asyncio.get_running_loop().time() + 30
     while True:
@@ -92,23 +87,22 @@ async def test_a_marketer_prepares_checks_launches_and_reads_a_campaign(desk: De
         await asyncio.sleep(0.05)
 
     def read_the_campaign_and_an_explanation() -> tuple[dict[tuple[str, str], int], str, str, str]:
-        browser.get(desk.url("/desk/campaigns/spring-offer"))
-        progress = " ".join(browser.find_element(By.CSS_SELECTOR, ".progress-line").text.split())
+        go(browser, desk.url("/desk/campaigns/spring-offer"))
+        progress = " ".join(find(browser, ".progress-line").text.split())
         counts = _counts(browser)
         _shot(browser, "campaign")
-        browser.get(desk.url("/desk/campaigns"))
+        go(browser, desk.url("/desk/campaigns"))
         _shot(browser, "campaigns")
-        browser.get(desk.url("/desk/campaigns/spring-offer"))
-        Select(browser.find_element(By.ID, "reason")).select_by_value("opted_out")
-        browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
-        wait.until(expected_conditions.url_contains("reason=opted_out"))
-        browser.find_element(By.CSS_SELECTOR, "table.recipients a[href$='/recipients/C2']").click()
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "table.rules")))
+        go(browser, desk.url("/desk/campaigns/spring-offer"))
+        Select(find(browser, "#reason")).select_by_value("opted_out")
+        click_and_wait(browser, find(browser, "form.filter button"))
+        assert "reason=opted_out" in browser.current_url
+        click_and_wait(browser, find(browser, "table.recipients a[href$='/recipients/C2']"))
         failing = [row.find_element(By.TAG_NAME, "th").text
-                   for row in browser.find_elements(By.CSS_SELECTOR, "table.rules tbody tr")
+                   for row in find(browser, "table.rules").find_elements(By.CSS_SELECTOR, "tbody tr")
                    if row.find_elements(By.CSS_SELECTOR, "td.verdict-fail")]
         _shot(browser, "campaign-recipient")
-        heading = browser.find_element(By.TAG_NAME, "h1").text
+        heading = find(browser, "h1").text
         return counts, progress, ",".join(failing), heading
 
     counts, progress, failing, heading = await asyncio.to_thread(read_the_campaign_and_an_explanation)

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from tests.desk.browsing import check_page, chromium, sign_in
+from tests.desk.browsing import check_page, chromium, click_and_wait, find, go, sign_in
 from tests.desk.conftest import PASSWORD, Desk
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "desk"
@@ -38,43 +37,38 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
     assert sink is not None
     before = len([m for m in sink.smtp.messages if "ava@example.com" in str(m["to"])])
 
-    def wait_for(selector: str) -> str:
-        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
-        return browser.find_element(By.CSS_SELECTOR, selector).text
-
     def sign_in_and_search() -> str:
-        browser.get(desk.url("/desk/sign-in"))
-        browser.find_element(By.ID, "tenant").send_keys("acme-motors")
-        browser.find_element(By.ID, "username").send_keys("sales")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "#password ~ button[type=submit]").click()
-        wait_for("#q")
-        browser.find_element(By.ID, "q").send_keys("ava smi")
-        browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
-        found = wait_for("table tbody")
+        go(browser, desk.url("/desk/sign-in"))
+        find(browser, "#tenant").send_keys("acme-motors")
+        find(browser, "#username").send_keys("sales")
+        find(browser, "#password").send_keys(PASSWORD)
+        click_and_wait(browser, find(browser, "#password ~ button[type=submit]"))
+        find(browser, "#q").send_keys("ava smi")
+        click_and_wait(browser, find(browser, "form[role=search] button"))
+        found = find(browser, "table tbody").text
         check_page(browser, "contacts-search")
         return found
 
     assert "ava@example.com" in await asyncio.to_thread(sign_in_and_search)
 
     def open_and_confirm_review() -> tuple[str, str]:
-        browser.find_element(By.LINK_TEXT, "Ava Smith").click()
-        heading = wait_for("h1")
+        click_and_wait(browser, find(browser, "Ava Smith", By.LINK_TEXT))
+        heading = find(browser, "h1").text
         check_page(browser, "contact-review")
-        Select(browser.find_element(By.ID, "review-method")).select_by_value("verbal")
-        browser.find_element(By.XPATH, "//button[text()='Yes, these are still right']").click()
-        return heading, wait_for("p.notice")
+        Select(find(browser, "#review-method")).select_by_value("verbal")
+        click_and_wait(browser, find(browser, "//button[text()='Yes, these are still right']", By.XPATH))
+        return heading, find(browser, "p.notice").text
 
     heading, notice = await asyncio.to_thread(open_and_confirm_review)
     assert heading == "Review Ava Smith's preferences first" and notice == "Recorded: review."
 
     def opt_out() -> tuple[str, str]:
-        Select(browser.find_element(By.ID, "marketing-method")).select_by_value("phone_call")
-        browser.find_element(By.ID, "marketing-note").send_keys("no more offers, please")
-        browser.find_element(By.XPATH, "//button[text()='Opt out of marketing']").click()
-        notice = wait_for("p.notice")
+        Select(find(browser, "#marketing-method")).select_by_value("phone_call")
+        find(browser, "#marketing-note").send_keys("no more offers, please")
+        click_and_wait(browser, find(browser, "//button[text()='Opt out of marketing']", By.XPATH))
+        notice = find(browser, "p.notice").text
         check_page(browser, "contact")
-        return notice, browser.find_element(By.CSS_SELECTOR, "ol.timeline li").text
+        return notice, find(browser, "ol.timeline li").text
 
     notice, newest = await asyncio.to_thread(opt_out)
     assert notice == "Recorded: opt out."
@@ -86,31 +80,29 @@ async def test_sales_finds_a_customer_records_an_opt_out_and_replies(desk: Desk,
         assert response.status == 201, await response.text()
 
     def check_as_a_marketer() -> dict[tuple[str, str], int]:
-        sign_in(browser, desk.url(""), "acme-motors", "marketer")
-        browser.get(desk.url("/desk/campaigns/spring-offer/check"))
-        wait_for("table.counts")
+        assert sign_in(browser, desk.url(""), "acme-motors", "marketer") == "/desk/campaigns"
+        go(browser, desk.url("/desk/campaigns/spring-offer/check"))
+        table = find(browser, "table.counts")
         check_page(browser, "contact-opted-out-check")
         counts = {}
-        for row in browser.find_elements(By.CSS_SELECTOR, "table.counts tbody tr"):
+        for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
             decision, reason, count, _share = (cell.text for cell in row.find_elements(By.TAG_NAME, "td"))
             counts[(decision, "" if reason == "—" else reason)] = int(count.replace(",", ""))
-        sign_in(browser, desk.url(""), "acme-motors", "sales")
-        browser.get(desk.url("/desk/contacts/C1"))
-        wait_for("h1")
+        assert sign_in(browser, desk.url(""), "acme-motors", "sales") == "/desk/contacts"
+        go(browser, desk.url("/desk/contacts/C1"))
         return counts
 
     assert await asyncio.to_thread(check_as_a_marketer) == {("send", ""): 3, ("suppress", "opted_out"): 1}
 
     def reply() -> tuple[str, str]:
-        browser.find_element(By.LINK_TEXT, "Reply to Ava Smith").click()
-        wait_for("#reply-body")
-        browser.find_element(By.ID, "reply-subject").send_keys("Your car is ready")
-        browser.find_element(By.ID, "reply-body").send_keys("Hi Ava, your car is ready for pick-up.")
-        browser.find_element(By.XPATH, "//button[text()='Check before sending']").click()
-        decision = wait_for("#decision ~ p strong")
+        click_and_wait(browser, find(browser, "Reply to Ava Smith", By.LINK_TEXT))
+        find(browser, "#reply-subject").send_keys("Your car is ready")
+        find(browser, "#reply-body").send_keys("Hi Ava, your car is ready for pick-up.")
+        click_and_wait(browser, find(browser, "//button[text()='Check before sending']", By.XPATH))
+        decision = find(browser, "#decision ~ p strong").text
         check_page(browser, "contact-reply-check")
-        browser.find_element(By.XPATH, "//button[text()='Send now']").click()
-        sent = wait_for("#sent")
+        click_and_wait(browser, find(browser, "//button[text()='Send now']", By.XPATH))
+        sent = find(browser, "#sent").text
         check_page(browser, "contact-reply-sent")
         return decision, sent
 
