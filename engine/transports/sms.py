@@ -163,20 +163,20 @@ class TwilioSms(SmsTransport):
                 messages._version.relative_uri(messages._uri))
         return self._create_url
 
-    async def _create(self, to: str, from_: str, body: str, status_callback: str | None) -> object:
+    async def _create(self, to: str, from_: str, body: str, status_callback: str | None) -> dict[str, object]:
         """`messages.create_async(to=, from_=, body=, status_callback=)`'s request; its answer
-        as the payload the resource would wrap (see the module doc), None when unreadable."""
+        as the payload the resource would wrap (see the module doc), {} when unreadable."""
+        # The fields in the resource's order; the client drops a None (no status callback).
         data = {"To": to, "StatusCallback": status_callback, "From": from_, "Body": body}
-        if status_callback is None:
-            del data["StatusCallback"]
         url = self.create_url
         response = await self.client.request_async("POST", url, data=data, headers=dict(_CREATE_HEADERS))
         if not 200 <= response.status_code < 300:
             raise Version.exception("POST", url, response, "Unable to create record")
         try:
-            return json.loads(response.text) if response.text else {}
+            payload = json.loads(response.text) if response.text else {}
         except ValueError:
-            return None
+            return {}
+        return payload if isinstance(payload, dict) else {}
 
     async def send(self, to: str, from_: str, body: str, status_callback: str | None = None,
                    guard: Callable[[], bool] | None = None) -> tuple[str, int | None]:
@@ -199,17 +199,13 @@ class TwilioSms(SmsTransport):
                 raise classify(exc) from exc
             finally:
                 _GUARD.reset(request_guard)
-        sid = message.get("sid") if isinstance(message, dict) else None
+        sid, segments = message.get("sid"), message.get("num_segments")
         if not isinstance(sid, str) or not sid:
             # Accepted (2xx), so the Message may exist: in doubt, as a late answer is, and
             # settled the same way (find_sent), never failed or sent again blindly.
             raise TransportTimeoutError("Twilio accepted the text but its answer names no Message SID")
-        assert isinstance(message, dict)
-        segments = message.get("num_segments")
-        try:
-            return sid, int(segments) if segments not in (None, "") else None  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            return sid, None  # the bill's count is for the record; the text is sent
+        # Twilio sends the count as a string ("2"); anything else leaves it unrecorded.
+        return sid, int(segments) if isinstance(segments, (str, int)) and str(segments).isdigit() else None
 
     async def find_sent(self, to: str, from_: str, body: str, since_us: int) -> str | None:
         """The SID of a message to `to` from `from_` with exactly `body`, created at or after
