@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.observability import log_to_stderr
 
 __all__ = ["inbound"]
 
@@ -27,7 +28,6 @@ def smtp(ctx: Context, host: str, port: int, metrics_host: str, metrics_port: in
     Records each unsubscribe, hard bounce and complaint in the consent ledger before it
     answers 250; stops cleanly on SIGTERM or Ctrl-C.
     """
-    import logging
 
     from engine.inbound import serve_inbound_until_stopped
 
@@ -40,7 +40,7 @@ def smtp(ctx: Context, host: str, port: int, metrics_host: str, metrics_port: in
         # could forge a bounce that blocks an address.
         raise InputError(f"inbound smtp on {host} is reachable from other machines, but CONSENTRY_SECRET still has "
                          "its public default: set it", field="environment")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     if metrics_port is not None:
         from metrics import start_metrics_server
 

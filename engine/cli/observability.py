@@ -81,6 +81,13 @@ class _Destination:
     the demo) replaces them instead of writing every line twice."""
 
 
+def log_to_stderr() -> None:
+    """INFO and above, as text on stderr (the container log): what a long-running command
+    (serve, worker, the inbound and webhook servers) did and why; without a handler only
+    warnings would show, unformatted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def install_batch_log(settings: Settings) -> None:
     """Route the per-batch log (engine/send/batch_log.py) where CONSENTRY_BATCH_LOG says:
     one JSON object per line (python-json-logger), not through the root logger's text."""

@@ -12,7 +12,7 @@ from engine.cli.common import (
     run,
     run_in_transaction,
 )
-from engine.cli.observability import install_batch_log
+from engine.cli.observability import install_batch_log, log_to_stderr
 
 __all__ = ["keys", "serve"]
 
@@ -35,13 +35,12 @@ def serve(ctx: Context, host: str, port: int, metrics_host: str, metrics_port: i
     Stops cleanly on SIGTERM or Ctrl-C. Links and webhook signatures use
     $CONSENTRY_PUBLIC_URL, which must be the URL this service is reached at from outside.
     """
-    import logging
 
     from engine.api.server import Listening, serve_until_stopped
 
     settings = ctx.settings()
     refuse_public_defaults(settings, "serve", host)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     install_batch_log(settings)  # campaigns launched over the API may run in this process
 
     def ready(listening: Listening) -> None:

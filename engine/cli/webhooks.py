@@ -16,6 +16,7 @@ from __future__ import annotations
 import click
 
 from engine.cli.common import Context, common_options, pass_context, run
+from engine.cli.observability import log_to_stderr
 
 __all__ = ["webhooks"]
 
@@ -104,7 +105,6 @@ def deliveries(ctx: Context, endpoint_id: int, tenant: str, limit: int) -> None:
 def dispatch(ctx: Context, until_idle: bool, poll_s: float) -> None:
     """POST due webhook events, with retries, until stopped (SIGTERM, Ctrl-C)."""
     import asyncio
-    import logging
     import signal
 
     from engine.db.session import make_engine
@@ -112,7 +112,7 @@ def dispatch(ctx: Context, until_idle: bool, poll_s: float) -> None:
     from metrics import default_instruments
 
     settings = ctx.settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
 
     async def go() -> int:
         engine = make_engine(settings.database_url)

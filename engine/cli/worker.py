@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
 from engine.cli.common import Context, common_options, pass_context, refuse_public_defaults, run
-from engine.cli.observability import install_batch_log
+from engine.cli.observability import install_batch_log, log_to_stderr
 
 
 @click.command("worker")
@@ -27,9 +26,7 @@ def worker(ctx: Context, burst: bool, metrics_host: str, metrics_port: int, metr
 
     settings = ctx.settings()
     refuse_public_defaults(settings, "worker")
-    # As `serve` does: a worker's jobs, a pause it stopped on, a retry it scheduled are said
-    # on stderr (the container log); without a handler only warnings would show, unformatted.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()  # its jobs, a pause it stopped on, a retry it scheduled
     install_batch_log(settings)
     server = start_metrics_server(metrics_host, metrics_port)
     click.echo(f"consentry worker: metrics on {server.url}", err=True)
