@@ -126,23 +126,26 @@ def _post_json(url: str, key: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.load(exc)
 
 
+def _arq_dealership(tmp_path, db, capture, redis_url, *, contacts, rate, name):
+    """A dealership whose SMS campaign sends at `rate`, a manager's API key named `name`,
+    and the environment of its runners on arq (CONSENTRY_REDIS_URL set), webhooks off."""
+    from tests.engine.test_concurrency import dealership, runner_env
+
+    data = dealership(tmp_path, db, contacts=contacts, seed=21, rate=rate)
+    key = ok("keys", "create", "--tenant", data.tenant, "--role", "manager", "--name", name, "--db", db).out.strip()
+    return data, key, {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
+
+
 def test_arq_workers_stop_on_a_pause_over_the_api_and_resume_sends_each_once(tmp_path, fresh_postgres_url, redis_url, capture):
     """Created, launched, paused and resumed over the API; sent by two `consentry worker`s."""
     import yaml
 
-    from tests.engine.test_concurrency import (
-        Processes,
-        assert_each_recipient_once,
-        dealership,
-        runner_env,
-    )
+    from tests.engine.test_concurrency import Processes, assert_each_recipient_once
 
     db = fresh_postgres_url
     # ~230 texts at 20/s: paused after 30, a dozen seconds of campaign are left to pause.
-    data = dealership(tmp_path, db, contacts=600, seed=21, rate=20)
-    key = ok("keys", "create", "--tenant", data.tenant, "--role", "manager", "--name", "arq pause", "--db", db).out.strip()
+    data, key, env = _arq_dealership(tmp_path, db, capture, redis_url, contacts=600, rate=20, name="arq pause")
     capture.run(setattr, capture.sms, "latency_ms", 10)
-    env = {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
     assert "CONSENTRY_LAUNCH_BACKEND" not in env  # arq because CONSENTRY_REDIS_URL is set
     log = (tmp_path / "serve.log").open("w")
     with Processes(tmp_path / "logs", env) as processes:
@@ -192,19 +195,12 @@ def test_arq_a_resume_while_the_paused_runs_job_still_runs_sends_the_rest_each_o
     log says so); the held texts are released; the job ends halted with most of its range
     unsent. That batch must run again, and the campaign finish, each number texted once.
     """
-    from tests.engine.test_concurrency import (
-        Processes,
-        assert_each_recipient_once,
-        dealership,
-        runner_env,
-    )
+    from tests.engine.test_concurrency import Processes, assert_each_recipient_once
 
     db = fresh_postgres_url
     # One batch (fewer contacts than the batch size, the same for the CLI and serve, so
     # both name the same job); rate high enough that the rest takes about a second.
-    data = dealership(tmp_path, db, contacts=200, seed=21, rate=100)
-    key = ok("keys", "create", "--tenant", data.tenant, "--role", "manager", "--name", "arq race", "--db", db).out.strip()
-    env = {**runner_env(db, capture, redis_url), "CONSENTRY_WEBHOOK_DISPATCH": "off"}
+    data, key, env = _arq_dealership(tmp_path, db, capture, redis_url, contacts=200, rate=100, name="arq race")
     concurrency = 4
     capture.run(capture.sms.hold)
     log = (tmp_path / "serve.log").open("w")
