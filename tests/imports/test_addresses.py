@@ -16,6 +16,7 @@ from engine.imports import (
     normalize_email,
     normalize_phone,
 )
+from engine.imports.addresses import _read_nanp
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,71 @@ def test_phone_is_is_valid_number_and_time_zones_for_number(digits, region, shap
     expected_zones = zones if zones and len(zones) <= 200 else None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     assert normalize_phone(text, region) == (e164, True, expected_zones)
+
+
+# --- the North American fast path reads numbers as phonenumbers.parse does ----------------
+
+_NANP_DEFAULTS = st.sampled_from(["US", "CA", "DO", "JM", "PR", "BS", "AG", "GB", "AU", "DE", "IN"])
+_SEPARATORS = st.text(alphabet=" ().-", max_size=2)
+
+
+@st.composite
+def _typed_numbers(draw) -> str:
+    """Digits as people type them: separators anywhere, maybe a leading + or 1."""
+    lead = draw(st.sampled_from(["", "+", "+1", "1", "+1 ", "1-", "(", "+(", "011", "0"]))
+    digits = draw(st.one_of(
+        st.text(alphabet="0123456789", min_size=9, max_size=12),
+        st.builds(lambda first, rest: first + rest, st.sampled_from("0123456789"),
+                  st.text(alphabet="0123456789", min_size=9, max_size=9)),
+    ))
+    pieces = [lead]
+    for digit in digits:
+        pieces.append(draw(_SEPARATORS) + digit)
+    return "".join(pieces) + draw(_SEPARATORS)
+
+
+@given(text=_typed_numbers(), region=_NANP_DEFAULTS)
+@example(text="1-212-555-0123", region="CA")
+@example(text="1-212-555-0123", region="BS")  # a prefix-rewriting region: the full parse
+@example(text="011 212 555 0123", region="US")  # an IDD prefix, not a number
+@example(text="+1 112 555 0123", region="US")
+def test_typed_north_american_numbers_read_as_phonenumbers_reads_them(text, region):
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        with pytest.raises(AddressError):
+            normalize_phone(text, region)
+        return
+    if not phonenumbers.is_valid_number(number):
+        assert normalize_phone(text, region) == (text.strip(), False, None)
+        return
+    zones = " ".join(z for z in time_zones_for_number(number) if z != "Etc/Unknown")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    assert normalize_phone(text, region) == (e164, True, zones if zones and len(zones) <= 200 else None)
+
+
+@given(text=_typed_numbers(), region=_NANP_DEFAULTS)
+def test_the_fast_path_returns_phonenumbers_own_number(text, region):
+    number = _read_nanp(text, region)
+    if number is not None:
+        assert number == phonenumbers.parse(text, region)
+
+
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [("(415) 555-0123", "US"), ("415.555.0123", "CA"), ("1-415-555-0123", "US"), ("+1 415 555 0123", "GB"),
+     ("4155550123", "PR"), ("+14155550123", "AU")],
+)
+def test_the_common_north_american_spellings_take_the_fast_path(text, region):
+    # Without this the two properties above could pass with the fast path never taken.
+    assert _read_nanp(text, region) == phonenumbers.parse(text, region)
+    assert _read_nanp(text, region) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [("1-415-555-0123", "GB"), ("415 555 0123", "GB"), ("0114155550123", "US"), ("1415555012", "US"),
+     ("+44 20 7946 0958", "US"), ("415-555-0123 x12", "US"), ("+1 415 555 0123 4", "US")],
+)
+def test_other_spellings_take_the_full_parse(text, region):
+    assert _read_nanp(text, region) is None
