@@ -62,7 +62,7 @@ classes:
   transactional: {{mode: exempt}}
 """
 _INDEXES = ("ix_contact_points_search_phone", "ix_contact_points_search_email", "ix_contacts_search_full",
-            "ix_contacts_search_last", "ix_contacts_search_first")
+            "ix_contacts_search_last")
 
 
 def populate(url: str, tenant_id: int, prefix: str, count: int) -> None:

@@ -129,7 +129,8 @@ def _matchers(tenant_id: int, q: str) -> list[tuple[Any, Any]]:
         ))
 
     on_contacts(_contacts.c.external_id == q)
-    on_contacts(func.lower(_contacts.c.first_name).like(prefix, escape="\\"))
+    # A first name beginning with the fragment is a "first last" beginning with it: the
+    # full-name condition finds those too (migration 0015).
     on_contacts(func.lower(_contacts.c.last_name).like(prefix, escape="\\"))
     on_contacts(_full_name().like(prefix, escape="\\"))
     on_points(_points.c.kind == "email", func.lower(_points.c.address).like(prefix, escape="\\"))
