@@ -79,12 +79,12 @@ class Contact(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_id"),
         # Audience expansion walks (tenant_id, id) in keyset order: one range seek a page.
-        # Without it SQLite takes the lead-source index and sorts the rest of the tenant on
-        # every page (quadratic in the audience). Unique (id alone is) so that contact_points
-        # can refer to a contact by (tenant_id, id): a point cannot name another tenant's
-        # contact, and one foreign-key check a point does what two did (migration 0014).
+        # Unique (id alone is) so that contact_points can refer to a contact by (tenant_id,
+        # id): a point cannot name another tenant's contact, and one foreign-key check a
+        # point does what two did (migration 0014). No index on lead_source: audiences
+        # match it case-insensitively, which an index on the raw column cannot serve, and
+        # each index costs every imported contact an insert (migration 0015).
         Index(None, "tenant_id", "id", unique=True),
-        Index(None, "tenant_id", "lead_source", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
