@@ -205,7 +205,7 @@ class TwilioSms(SmsTransport):
             # settled the same way (find_sent), never failed or sent again blindly.
             raise TransportTimeoutError("Twilio accepted the text but its answer names no Message SID")
         # Twilio sends the count as a string ("2"); anything else leaves it unrecorded.
-        return sid, int(segments) if isinstance(segments, (str, int)) and str(segments).isdigit() else None
+        return sid, int(segments) if isinstance(segments, (str, int)) and str(segments).isdecimal() else None
 
     async def find_sent(self, to: str, from_: str, body: str, since_us: int) -> str | None:
         """The SID of a message to `to` from `from_` with exactly `body`, created at or after

@@ -43,6 +43,9 @@ COOKIE_TO = "+15550009200"
 # Accepted (201), with an answer that names no Message: an HTML error page of a proxy, an
 # object without a SID.
 UNREADABLE = {"+15550009301": "<html>upstream hiccup</html>", "+15550009302": '{"status": "queued"}'}
+# Segment counts other than Twilio's digit string, by recipient, and what a send records.
+ODD_SEGMENTS = {"+15550009401": ("\u00b2", None), "+15550009402": ("", None), "+15550009403": (None, None),
+                "+15550009404": ("two", None), "+15550009405": (3, 3), "+15550009406": ("-1", None)}
 
 
 @dataclass
@@ -77,7 +80,7 @@ class FakeTwilio:
                                       "more_info": "https://www.twilio.com/docs/errors"}, status=status)
         response = web.json_response({
             "sid": "SM" + "a" * 32, "account_sid": ACCOUNT, "to": to, "from": form["From"][0],
-            "body": form["Body"][0], "status": "queued", "num_segments": "2", "direction": "outbound-api",
+            "body": form["Body"][0], "status": "queued", "num_segments": ODD_SEGMENTS.get(to, ("2",))[0], "direction": "outbound-api",
             "date_created": "Mon, 30 Nov 2026 15:00:00 +0000", "date_updated": "Mon, 30 Nov 2026 15:00:00 +0000",
             "date_sent": None, "error_code": None, "uri": f"/2010-04-01/Accounts/{ACCOUNT}/Messages/SM.json",
         }, status=201)
@@ -163,6 +166,16 @@ async def test_an_accepted_text_without_a_sid_is_in_doubt(fake_twilio: FakeTwili
     finally:
         await transport.close()
     assert len(fake_twilio.requests) == 1
+
+
+@pytest.mark.parametrize("to", sorted(ODD_SEGMENTS))
+async def test_an_odd_segment_count_is_left_unrecorded_and_the_text_is_sent(fake_twilio: FakeTwilio, to: str) -> None:
+    """The count is for the bill; a text Twilio accepted with a SID is sent whatever it says."""
+    transport = TwilioSms(fake_twilio.url, ACCOUNT, TOKEN)
+    try:
+        assert await transport.send(to, SENDER, BODY) == ("SM" + "a" * 32, ODD_SEGMENTS[to][1])
+    finally:
+        await transport.close()
 
 
 async def test_a_reconciling_read_is_the_same_request(fake_twilio: FakeTwilio) -> None:
