@@ -2,9 +2,9 @@
 
 This is the CPU-bound half of a contacts import (phone numbers above all: 17 µs a row on
 mostly North American numbers, 37 without addresses.py's fast path for them), so it runs
-in worker processes on chunks of rows: pure functions of their
-arguments, with no database, no clock and no IO. Everything a row check needs from the
-tenant travels in `ContactRules`.
+in worker processes on chunks of rows: pure functions of their arguments, with no
+database, no clock and no IO. Everything a row check needs from the tenant travels in
+`ContactRules`.
 
 What it cannot see from one row, it leaves to the writer: whether an `external_id` repeats
 an earlier line of the file, and what the database already holds.
